@@ -1,0 +1,105 @@
+package mesosbridge
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// Label keys the bridge writes on frameworks and tasks. They let an operator (and the
+// bridge after a restart) tell which cluster incarnation a framework or task belongs to.
+const (
+	LabelClusterNamespace = "mesosk3s.io/cluster-namespace"
+	LabelClusterName      = "mesosk3s.io/cluster-name"
+	LabelClusterUID       = "mesosk3s.io/cluster-uid"
+	LabelTaskRole         = "mesosk3s.io/role"
+	LabelTaskIndex        = "mesosk3s.io/index"
+	LabelSpecHash         = "mesosk3s.io/spec-hash"
+)
+
+// FrameworkName is the Mesos framework name of a cluster: k3s:<namespace>/<name>.
+func (c FrameworkConfig) FrameworkName() string {
+	return "k3s:" + c.ClusterNamespace + "/" + c.ClusterName
+}
+
+// FrameworkLabels are the labels on the framework, sorted by key.
+func (c FrameworkConfig) FrameworkLabels() map[string]string {
+	return map[string]string{
+		LabelClusterNamespace: c.ClusterNamespace,
+		LabelClusterName:      c.ClusterName,
+		LabelClusterUID:       c.ClusterUID,
+	}
+}
+
+// Validate reports configuration the master would refuse or that would make tasks
+// unattributable, before any connection is attempted.
+func (c FrameworkConfig) Validate() error {
+	var errs []error
+	if c.ClusterNamespace == "" || c.ClusterName == "" {
+		errs = append(errs, errors.New("cluster namespace and name are required"))
+	}
+	if c.ClusterUID == "" {
+		errs = append(errs, errors.New("cluster UID is required"))
+	}
+	if c.Role == "" || c.Role == "*" {
+		errs = append(errs, fmt.Errorf("role %q: a named role is required (MULTI_ROLE)", c.Role))
+	}
+	if c.Secret != "" && c.Principal == "" {
+		errs = append(errs, errors.New("a credential secret needs a principal"))
+	}
+	if c.FailoverTimeout < 0 {
+		errs = append(errs, errors.New("failover timeout must not be negative"))
+	}
+	if len(c.Masters) == 0 {
+		errs = append(errs, errors.New("at least one Mesos master address is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// frameworkUser is the user tasks run as when they do not say otherwise. K3s needs root
+// (it mounts, manages cgroups and iptables) and Docker tasks are privileged anyway.
+const frameworkUser = "root"
+
+// frameworkInfo is the FrameworkInfo of the SUBSCRIBE call, per the Mesos contract in
+// DESIGN.md: named, labelled, one role with MULTI_ROLE, partition aware, checkpointing.
+func frameworkInfo(c FrameworkConfig) mesos.FrameworkInfo {
+	info := mesos.FrameworkInfo{
+		User:            frameworkUser,
+		Name:            c.FrameworkName(),
+		FailoverTimeout: ptr(c.FailoverTimeout.Seconds()),
+		Checkpoint:      ptr(true),
+		Roles:           []string{c.Role},
+		Capabilities: []mesos.FrameworkInfo_Capability{
+			{Type: mesos.FrameworkInfo_Capability_MULTI_ROLE},
+			{Type: mesos.FrameworkInfo_Capability_PARTITION_AWARE},
+			{Type: mesos.FrameworkInfo_Capability_TASK_KILLING_STATE},
+		},
+		Labels: mesosLabels(c.FrameworkLabels()),
+	}
+	if c.Principal != "" {
+		info.Principal = ptr(c.Principal)
+	}
+	if c.FrameworkID != "" {
+		info.ID = &mesos.FrameworkID{Value: c.FrameworkID}
+	}
+	return info
+}
+
+// mesosLabels converts a map into Mesos labels sorted by key, so that equal maps give
+// byte-identical protobufs (tests and diffs rely on it).
+func mesosLabels(m map[string]string) *mesos.Labels {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	labels := &mesos.Labels{Labels: make([]mesos.Label, 0, len(keys))}
+	for _, k := range keys {
+		labels.Labels = append(labels.Labels, mesos.Label{Key: k, Value: ptr(m[k])})
+	}
+	return labels
+}
+
+func ptr[T any](v T) *T { return &v }
