@@ -1,0 +1,211 @@
+package mesosbridge
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// placement is where and with what a task goes: chosen by the matcher from one offer.
+type placement struct {
+	TaskID   string
+	AgentID  string
+	Hostname string
+	// Resources are carved from the offer: same reservation and allocation info, so
+	// Mesos can match them against what it offered (MULTI_ROLE needs allocation_info).
+	Resources []mesos.Resource
+	Ports     map[string]uint32
+	// VolumePath is the sandbox-relative mount point of the task's persistent volume.
+	VolumePath string
+}
+
+const (
+	defaultKillGracePeriod = 30 * time.Second
+	// sandboxDataDir holds the data when the task has no persistent volume.
+	sandboxDataDir = "data"
+)
+
+// buildTaskInfo turns a spec and its placement into the TaskInfo to LAUNCH. The command
+// line is the same for both runtimes; only the container around it differs.
+func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskInfo, error) {
+	if err := ValidateTaskSpec(spec); err != nil {
+		return mesos.TaskInfo{}, err
+	}
+	var cmd *mesos.CommandInfo
+	switch spec.Role {
+	case RoleServer, RoleAgent:
+		cmd = k3sCommand(spec, p)
+	default:
+		cmd = datastoreCommand(spec, p)
+	}
+	info := mesos.TaskInfo{
+		Name:       spec.Name,
+		TaskID:     mesos.TaskID{Value: p.TaskID},
+		AgentID:    mesos.AgentID{Value: p.AgentID},
+		Resources:  p.Resources,
+		Command:    cmd,
+		Container:  containerInfo(spec),
+		Labels:     mesosLabels(taskLabels(fw, spec)),
+		Discovery:  discoveryInfo(fw, spec, p.Ports),
+		KillPolicy: killPolicy(spec.KillGracePeriod),
+	}
+	if spec.Role == RoleServer {
+		info.HealthCheck = serverHealthCheck(p.Ports[PortAPI])
+	}
+	return info, nil
+}
+
+// taskLabels let the bridge and the rollout recognise a task after a restart: which
+// cluster incarnation, which role and index, and which spec shaped it.
+func taskLabels(fw FrameworkConfig, spec TaskSpec) map[string]string {
+	return map[string]string{
+		LabelClusterNamespace: fw.ClusterNamespace,
+		LabelClusterName:      fw.ClusterName,
+		LabelClusterUID:       fw.ClusterUID,
+		LabelTaskRole:         string(spec.Role),
+		LabelTaskIndex:        strconv.Itoa(spec.Index),
+		LabelSpecHash:         spec.SpecHash,
+	}
+}
+
+// discoveryInfo names the task and its ports for Mesos-DNS: <task>.<cluster>.<namespace>.
+func discoveryInfo(fw FrameworkConfig, spec TaskSpec, ports map[string]uint32) *mesos.DiscoveryInfo {
+	d := &mesos.DiscoveryInfo{
+		Visibility: mesos.FRAMEWORK,
+		Name:       ptr(spec.Name + "." + fw.ClusterName + "." + fw.ClusterNamespace),
+	}
+	if len(ports) > 0 {
+		d.Ports = &mesos.Ports{}
+		for _, name := range spec.Ports {
+			d.Ports.Ports = append(d.Ports.Ports, mesos.Port{
+				Number: ports[name], Name: ptr(name), Protocol: ptr("tcp"),
+			})
+		}
+	}
+	return d
+}
+
+func killPolicy(grace time.Duration) *mesos.KillPolicy {
+	if grace <= 0 {
+		grace = defaultKillGracePeriod
+	}
+	return &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: grace.Nanoseconds()}}
+}
+
+// containerInfo is nil for the Binary runtime (a plain command task under the Mesos
+// containerizer) and a privileged Docker container otherwise: K3s manages cgroups,
+// mounts and iptables, which an unprivileged container cannot.
+func containerInfo(spec TaskSpec) *mesos.ContainerInfo {
+	if spec.Runtime != RuntimeDocker {
+		return nil
+	}
+	docker := &mesos.ContainerInfo_DockerInfo{
+		Image:      dockerImage(spec.Image, spec.K3s.Version),
+		Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
+		Privileged: ptr(true),
+	}
+	if spec.Role != RoleDatastore {
+		// K3s keeps sockets and the containerd state under /run; the stock image expects
+		// tmpfs there, as `docker run --tmpfs /run --tmpfs /var/run rancher/k3s` does.
+		docker.Parameters = []mesos.Parameter{{Key: "tmpfs", Value: "/run"}, {Key: "tmpfs", Value: "/var/run"}}
+	}
+	c := &mesos.ContainerInfo{Type: mesos.ContainerInfo_DOCKER.Enum(), Docker: docker}
+	if spec.NetworkMode == NetworkCNI {
+		// The task listens on its offered port numbers inside the named network.
+		docker.Network = mesos.ContainerInfo_DockerInfo_USER.Enum()
+		c.NetworkInfos = []mesos.NetworkInfo{{Name: ptr(spec.NetworkName)}}
+	}
+	return c
+}
+
+// dockerImage appends the tag derived from the K3s version (v1.31.4+k3s1 -> v1.31.4-k3s1,
+// as rancher/k3s tags it, '+' being invalid in tags) unless the image is already pinned.
+func dockerImage(image, version string) string {
+	if imageHasTag(image) || version == "" {
+		return image
+	}
+	return image + ":" + strings.ReplaceAll(version, "+", "-")
+}
+
+// imageHasTag reports a tag or digest; a ':' before the last '/' is a registry port.
+func imageHasTag(image string) bool {
+	if strings.Contains(image, "@") {
+		return true
+	}
+	return strings.LastIndexByte(image, ':') > strings.LastIndexByte(image, '/')
+}
+
+// dataDirExpr is the shell expression of the task's data directory: on its persistent
+// volume when it has one, in the sandbox otherwise. Relative volume paths are mounted
+// under the sandbox by both containerizers, so one expression serves both runtimes.
+func dataDirExpr(p placement) string {
+	rel := sandboxDataDir
+	if p.VolumePath != "" {
+		rel = p.VolumePath
+	}
+	return `"$MESOS_SANDBOX"/` + shellQuote(rel)
+}
+
+// portEnv exposes each port as PORT_<NAME> (Marathon's convention) for scripts and logs.
+func portEnv(ports map[string]uint32) map[string]string {
+	env := make(map[string]string, len(ports))
+	for name, port := range ports {
+		env["PORT_"+envSuffix(name)] = strconv.FormatUint(uint64(port), 10)
+	}
+	return env
+}
+
+// envSuffix upper-cases a name and replaces what env names cannot hold with '_'.
+func envSuffix(s string) string {
+	b := []byte(strings.ToUpper(s))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// environment builds plain variables and SECRET variables, each sorted by name. Secret
+// values travel only inside mesos.Secret, which the master never shows in /state.
+func environment(plain map[string]string, secrets map[string][]byte) *mesos.Environment {
+	env := &mesos.Environment{}
+	for _, name := range sortedKeys(plain) {
+		env.Variables = append(env.Variables, mesos.Environment_Variable{
+			Name: name, Type: mesos.Environment_Variable_VALUE.Enum(), Value: ptr(plain[name]),
+		})
+	}
+	for _, name := range sortedKeys(secrets) {
+		env.Variables = append(env.Variables, mesos.Environment_Variable{
+			Name: name,
+			Type: mesos.Environment_Variable_SECRET.Enum(),
+			Secret: &mesos.Secret{
+				Type:  mesos.Secret_VALUE,
+				Value: &mesos.Secret_Value{Data: append([]byte(nil), secrets[name]...)},
+			},
+		})
+	}
+	return env
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func merge(maps ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
