@@ -4,7 +4,8 @@ import "strings"
 
 // shellQuote quotes s as one POSIX shell word. Words made only of characters no shell
 // treats specially stay bare, so generated command lines remain readable; everything else
-// is single-quoted, with embedded single quotes written as '\''.
+// is single-quoted; an embedded single quote closes the quoting, is escaped with a
+// backslash and the quoting reopens.
 func shellQuote(s string) string {
 	if s == "" {
 		return "''"
