@@ -1,0 +1,522 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Runtime says how K3s runs on the Mesos agents.
+// +kubebuilder:validation:Enum=Docker;Binary
+type Runtime string
+
+const (
+	// RuntimeDocker runs the stock K3s image with the Docker containerizer, privileged.
+	RuntimeDocker Runtime = "Docker"
+	// RuntimeBinary runs the static K3s binary as a plain Mesos command task, fetched by
+	// the Mesos fetcher from binaryURL: no Docker needed on the agents.
+	RuntimeBinary Runtime = "Binary"
+)
+
+// DatastoreType is where the K3s servers keep cluster state.
+// +kubebuilder:validation:Enum=SQLite;EmbeddedEtcd;Etcd;MySQL;External
+type DatastoreType string
+
+const (
+	DatastoreSQLite       DatastoreType = "SQLite"
+	DatastoreEmbeddedEtcd DatastoreType = "EmbeddedEtcd"
+	DatastoreEtcd         DatastoreType = "Etcd"
+	DatastoreMySQL        DatastoreType = "MySQL"
+	DatastoreExternal     DatastoreType = "External"
+)
+
+// NetworkMode is how the K3s tasks are attached to the network.
+// +kubebuilder:validation:Enum=Host;CNI
+type NetworkMode string
+
+const (
+	NetworkHost NetworkMode = "Host"
+	NetworkCNI  NetworkMode = "CNI"
+)
+
+// ConstraintOperator is a Marathon placement operator.
+// +kubebuilder:validation:Enum=UNIQUE;CLUSTER;GROUP_BY;LIKE;UNLIKE;MAX_PER;IS
+type ConstraintOperator string
+
+const (
+	ConstraintUnique  ConstraintOperator = "UNIQUE"
+	ConstraintCluster ConstraintOperator = "CLUSTER"
+	ConstraintGroupBy ConstraintOperator = "GROUP_BY"
+	ConstraintLike    ConstraintOperator = "LIKE"
+	ConstraintUnlike  ConstraintOperator = "UNLIKE"
+	ConstraintMaxPer  ConstraintOperator = "MAX_PER"
+	ConstraintIs      ConstraintOperator = "IS"
+)
+
+// K3sClusterSpec is the desired K3s cluster.
+// +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'SQLite' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas == 1",message="datastore SQLite supports exactly one server; use EmbeddedEtcd, Etcd, MySQL or External for more",fieldPath=".servers.replicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'EmbeddedEtcd' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas % 2 == 1",message="datastore EmbeddedEtcd needs an odd number of servers (1, 3, 5, ...) to keep etcd quorum",fieldPath=".servers.replicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.binaryURL) || (has(self.runtime) && self.runtime == 'Binary')",message="binaryURL applies to runtime Binary only; runtime Docker uses image",fieldPath=".binaryURL"
+type K3sClusterSpec struct {
+	// Version is the K3s release, e.g. v1.31.4+k3s1. Changing it rolls the cluster.
+	// +kubebuilder:default="v1.31.4+k3s1"
+	// +kubebuilder:validation:Pattern=`^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$`
+	// +optional
+	Version string `json:"version,omitempty"`
+
+	// Runtime is how K3s runs on the agents: Docker (the stock image, Docker containerizer,
+	// privileged) or Binary (a plain Mesos command task running the fetched static binary).
+	// +kubebuilder:default=Docker
+	// +optional
+	Runtime Runtime `json:"runtime,omitempty"`
+
+	// Image is the K3s image for runtime Docker, without tag; the tag is derived from
+	// version. Runtime Binary ignores it.
+	// +kubebuilder:default="rancher/k3s"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._/:-][a-z0-9]+)*$`
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// BinaryURL is where the Mesos fetcher downloads the static K3s binary from, for
+	// runtime Binary (file://, http:// or https://). Defaults to the K3s release download
+	// for version.
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')",message="binaryURL must be a file://, http:// or https:// URL"
+	// +optional
+	BinaryURL string `json:"binaryURL,omitempty"`
+
+	// Paused stops reconciliation; so does the cluster.x-k8s.io/paused annotation.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
+	// Mesos says how to reach Mesos and as which framework role.
+	// +kubebuilder:default={}
+	// +optional
+	Mesos MesosSpec `json:"mesos,omitempty"`
+
+	// Servers are the K3s server (control plane) tasks.
+	// +kubebuilder:default={}
+	// +optional
+	Servers ServersSpec `json:"servers,omitempty"`
+
+	// Agents are the K3s agent (worker) tasks; kubectl scale changes agents.replicas.
+	// +kubebuilder:default={}
+	// +optional
+	Agents AgentsSpec `json:"agents,omitempty"`
+
+	// Datastore is where the servers keep cluster state.
+	// +kubebuilder:default={}
+	// +optional
+	Datastore DatastoreSpec `json:"datastore,omitempty"`
+
+	// Network is how the tasks are networked and the cluster's address ranges.
+	// +kubebuilder:default={}
+	// +optional
+	Network NetworkSpec `json:"network,omitempty"`
+
+	// Kubeconfig shapes the admin kubeconfig Secret.
+	// +optional
+	Kubeconfig KubeconfigSpec `json:"kubeconfig,omitempty"`
+
+	// Rollout bounds disruption when tasks are replaced.
+	// +kubebuilder:default={}
+	// +optional
+	Rollout RolloutSpec `json:"rollout,omitempty"`
+
+	// Remediation says how failed tasks are relaunched and when to give up.
+	// +kubebuilder:default={}
+	// +optional
+	Remediation RemediationSpec `json:"remediation,omitempty"`
+}
+
+// MesosSpec is the cluster's Mesos framework configuration.
+type MesosSpec struct {
+	// Master is the Mesos master address (host:port, http(s)://host:port, or a
+	// comma-separated list of them). Defaults to the operator's --mesos-master.
+	// +optional
+	Master string `json:"master,omitempty"`
+
+	// Role is the Mesos role the framework subscribes with.
+	// +kubebuilder:default="*"
+	// +kubebuilder:validation:Pattern=`^(\*|[a-zA-Z0-9_][a-zA-Z0-9_./-]*)$`
+	// +optional
+	Role string `json:"role,omitempty"`
+
+	// CredentialsSecretRef names a Secret with keys principal and secret for Mesos
+	// framework authentication.
+	// +optional
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+
+	// FailoverTimeout is how long Mesos keeps the tasks running while the operator is
+	// away before it kills them.
+	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 90s, 5m or 168h"
+	// +optional
+	FailoverTimeout *metav1.Duration `json:"failoverTimeout,omitempty"`
+
+	// TLS configures HTTPS to the master.
+	// +optional
+	TLS *MesosTLS `json:"tls,omitempty"`
+}
+
+// MesosTLS configures how the master's certificate is verified.
+// +kubebuilder:validation:XValidation:rule="!(has(self.caSecretRef) && has(self.insecureSkipVerify) && self.insecureSkipVerify)",message="caSecretRef and insecureSkipVerify are mutually exclusive"
+type MesosTLS struct {
+	// CASecretRef names a Secret whose key ca.crt holds the CA bundle for the master.
+	// +optional
+	CASecretRef *corev1.LocalObjectReference `json:"caSecretRef,omitempty"`
+	// InsecureSkipVerify turns off verification of the master's certificate.
+	// +optional
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// NodePoolSpec is what servers and agents share.
+type NodePoolSpec struct {
+	// Constraints place the tasks on Mesos agents (Marathon vocabulary).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Constraints []Constraint `json:"constraints,omitempty"`
+
+	// Args are extra command-line arguments for k3s server / k3s agent.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Args []string `json:"args,omitempty"`
+
+	// NodeLabels are Kubernetes labels for the nodes (k3s --node-label).
+	// +optional
+	NodeLabels map[string]string `json:"nodeLabels,omitempty"`
+
+	// NodeTaints are taints for the nodes in key=value:Effect form (k3s --node-taint).
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9./_-]+(=[A-Za-z0-9._-]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$`
+	// +optional
+	NodeTaints []string `json:"nodeTaints,omitempty"`
+
+	// Env is extra environment for the K3s process.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []EnvVar `json:"env,omitempty"`
+}
+
+// ServersSpec is the K3s servers (control plane).
+type ServersSpec struct {
+	// Replicas is the number of servers: 1, or an odd number with EmbeddedEtcd.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// Resources each server task asks of Mesos.
+	// +kubebuilder:default={cpus:"1",memory:"1Gi",disk:"2Gi"}
+	// +optional
+	Resources TaskResources `json:"resources,omitempty"`
+
+	NodePoolSpec `json:",inline"`
+}
+
+// AgentsSpec is the K3s agents (workers).
+type AgentsSpec struct {
+	// Replicas is the number of agents; kubectl scale k3scluster changes it.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Replicas int32 `json:"replicas"`
+
+	// Resources each agent task asks of Mesos.
+	// +kubebuilder:default={cpus:"1",memory:"1Gi",disk:"2Gi"}
+	// +optional
+	Resources TaskResources `json:"resources,omitempty"`
+
+	NodePoolSpec `json:",inline"`
+}
+
+// TaskResources is what one task asks of Mesos.
+type TaskResources struct {
+	// CPUs, e.g. "1" or "500m".
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="cpus must be greater than zero"
+	CPUs resource.Quantity `json:"cpus"`
+	// Memory, e.g. "1Gi".
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="memory must be greater than zero"
+	Memory resource.Quantity `json:"memory"`
+	// Disk in the sandbox or persistent volume, e.g. "2Gi".
+	// +kubebuilder:validation:XValidation:rule="!quantity(string(self)).isLessThan(quantity('0'))",message="disk must not be negative"
+	// +optional
+	Disk *resource.Quantity `json:"disk,omitempty"`
+}
+
+// Constraint is a Marathon placement constraint: field (hostname or an agent attribute),
+// operator, and value where the operator needs one.
+// +kubebuilder:validation:XValidation:rule="self.operator in ['UNIQUE', 'CLUSTER', 'GROUP_BY'] || (has(self.value) && self.value != '')",message="operator needs a value (LIKE, UNLIKE, MAX_PER and IS do)",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="self.operator != 'UNIQUE' || !has(self.value)",message="UNIQUE takes no value",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="!(self.operator in ['MAX_PER', 'GROUP_BY']) || !has(self.value) || self.value.matches('^[1-9][0-9]*$')",message="MAX_PER and GROUP_BY take a positive whole number",fieldPath=".value"
+type Constraint struct {
+	// Field is hostname or the name of an agent attribute.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Field string `json:"field"`
+	// Operator is one of UNIQUE, CLUSTER, GROUP_BY, LIKE, UNLIKE, MAX_PER, IS.
+	Operator ConstraintOperator `json:"operator"`
+	// Value is the operator's argument (a regular expression for LIKE/UNLIKE, a number
+	// for MAX_PER and GROUP_BY, a value for CLUSTER and IS).
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// EnvVar is one environment variable for the K3s process.
+type EnvVar struct {
+	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	Name string `json:"name"`
+	// +optional
+	Value string `json:"value,omitempty"`
+}
+
+// DatastoreSpec is where the servers keep cluster state.
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'External' || has(self.externalSecretRef)",message="datastore External needs externalSecretRef (a Secret with key endpoint)",fieldPath=".externalSecretRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'Etcd' || !has(self.replicas) || self.replicas % 2 == 1",message="datastore Etcd needs an odd number of replicas",fieldPath=".replicas"
+type DatastoreSpec struct {
+	// Type is SQLite (single server), EmbeddedEtcd (HA servers, no extra task), Etcd or
+	// MySQL (run by the operator as Mesos tasks with persistent volumes) or External.
+	// It cannot change after creation.
+	// +kubebuilder:default=SQLite
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="datastore.type cannot be changed after creation"
+	// +optional
+	Type DatastoreType `json:"type,omitempty"`
+
+	// ExternalSecretRef names a Secret whose key endpoint is the K3s --datastore-endpoint,
+	// for type External.
+	// +optional
+	ExternalSecretRef *corev1.LocalObjectReference `json:"externalSecretRef,omitempty"`
+
+	// Replicas of the datastore task, for Etcd and MySQL.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Image of the datastore, for Etcd and MySQL.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Resources of each datastore task, for Etcd and MySQL.
+	// +optional
+	Resources *TaskResources `json:"resources,omitempty"`
+
+	// Constraints place the datastore tasks.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Constraints []Constraint `json:"constraints,omitempty"`
+}
+
+// NetworkSpec is how tasks are networked and the cluster's address ranges.
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'CNI' || (has(self.name) && self.name != '')",message="network mode CNI needs the name of the Mesos/Docker network",fieldPath=".name"
+type NetworkSpec struct {
+	// Mode is Host (tasks use the agent's network and offered ports) or CNI (a named
+	// Mesos/Docker network).
+	// +kubebuilder:default=Host
+	// +optional
+	Mode NetworkMode `json:"mode,omitempty"`
+	// Name of the CNI network, for mode CNI.
+	// +optional
+	Name string `json:"name,omitempty"`
+	// ClusterCIDR is the pod network.
+	// +kubebuilder:default="10.42.0.0/16"
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="clusterCIDR must be a CIDR such as 10.42.0.0/16"
+	// +optional
+	ClusterCIDR string `json:"clusterCIDR,omitempty"`
+	// ServiceCIDR is the service network.
+	// +kubebuilder:default="10.43.0.0/16"
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="serviceCIDR must be a CIDR such as 10.43.0.0/16"
+	// +optional
+	ServiceCIDR string `json:"serviceCIDR,omitempty"`
+	// ClusterDNS is the cluster DNS service address, inside serviceCIDR.
+	// +kubebuilder:default="10.43.0.10"
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="clusterDNS must be an IP address"
+	// +optional
+	ClusterDNS string `json:"clusterDNS,omitempty"`
+	// ClusterDomain is the cluster's DNS domain.
+	// +kubebuilder:default="cluster.local"
+	// +optional
+	ClusterDomain string `json:"clusterDomain,omitempty"`
+}
+
+// KubeconfigSpec shapes the admin kubeconfig Secret.
+type KubeconfigSpec struct {
+	// Endpoint overrides the server URL in the kubeconfig (a stable DNS name or load
+	// balancer, https://host[:port]); it is also added to the server certificate SANs.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="endpoint must be an https:// URL with a host"
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// SecretMetadata is added to the kubeconfig Secret (e.g. labels Argo CD looks for).
+	// +optional
+	SecretMetadata *ObjectMeta `json:"secretMetadata,omitempty"`
+}
+
+// ObjectMeta is the part of metadata a user may add to generated objects.
+type ObjectMeta struct {
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// RolloutSpec bounds disruption when tasks are replaced.
+type RolloutSpec struct {
+	// MaxUnavailable is how many agents may be down at once during a rollout (a number
+	// or a percentage). Servers always roll one at a time, each waiting for health.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? self.matches('^(100|[1-9]?[0-9])%$') : self >= 0",message="maxUnavailable must be a non-negative number or a percentage"
+	// +optional
+	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
+}
+
+// RemediationSpec says how failed tasks are relaunched and when to give up.
+type RemediationSpec struct {
+	// RelaunchBackoff is the delay before the first relaunch of a failed task; it doubles
+	// with each consecutive failure up to MaxRelaunchBackoff.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 90s, 5m or 168h"
+	// +optional
+	RelaunchBackoff *metav1.Duration `json:"relaunchBackoff,omitempty"`
+	// MaxRelaunchBackoff caps the relaunch delay.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 90s, 5m or 168h"
+	// +optional
+	MaxRelaunchBackoff *metav1.Duration `json:"maxRelaunchBackoff,omitempty"`
+	// FailureThreshold is the number of consecutive failures of one task after which the
+	// cluster is Stalled (it keeps retrying at the capped back-off).
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	FailureThreshold int32 `json:"failureThreshold,omitempty"`
+}
+
+// K3sClusterStatus is what the operator observed.
+type K3sClusterStatus struct {
+	// ObservedGeneration is the generation the last successful reconcile acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase is a one-word summary; automation should read conditions.
+	// +kubebuilder:validation:Enum=Pending;Provisioning;Running;Updating;Degraded;Deleting;Failed
+	// +optional
+	Phase string `json:"phase,omitempty"`
+	// Conditions: Ready, Reconciling, Stalled, MesosConnected, DatastoreReady,
+	// ServersReady, AgentsReady, KubeconfigAvailable, Paused.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// FrameworkID is the Mesos framework ID of this cluster, kept across operator restarts.
+	// +optional
+	FrameworkID string `json:"frameworkID,omitempty"`
+	// Endpoint is the API server URL written into the kubeconfig.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Version is the K3s version all servers run.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Servers, Agents and Datastore count tasks per role.
+	// +optional
+	Servers RoleStatus `json:"servers,omitempty"`
+	// +optional
+	Agents RoleStatus `json:"agents,omitempty"`
+	// +optional
+	Datastore RoleStatus `json:"datastore,omitempty"`
+	// Selector is the agents' label selector, for the scale subresource.
+	// +optional
+	Selector string `json:"selector,omitempty"`
+	// KubeconfigSecretName names the admin kubeconfig Secret.
+	// +optional
+	KubeconfigSecretName string `json:"kubeconfigSecretName,omitempty"`
+	// Tasks are the cluster's Mesos tasks as last observed.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Tasks []TaskStatus `json:"tasks,omitempty"`
+}
+
+// RoleStatus counts the tasks of one role.
+type RoleStatus struct {
+	// Replicas is the number of tasks that exist (launched and not terminal).
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas are running and healthy.
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// UpdatedReplicas run the current spec.
+	UpdatedReplicas int32 `json:"updatedReplicas"`
+	// Selector selects this role's tasks.
+	// +optional
+	Selector string `json:"selector,omitempty"`
+}
+
+// TaskStatus is one Mesos task as last observed.
+type TaskStatus struct {
+	// Name is the stable task name, e.g. server-0 or agent-3.
+	Name string `json:"name"`
+	// TaskID is the Mesos task ID of the current incarnation.
+	// +optional
+	TaskID string `json:"taskID,omitempty"`
+	// Role is server, agent or datastore.
+	Role string `json:"role"`
+	// State is the Mesos task state, e.g. TASK_RUNNING.
+	// +optional
+	State string `json:"state,omitempty"`
+	// Healthy is the Mesos health check result, when there is one.
+	// +optional
+	Healthy *bool `json:"healthy,omitempty"`
+	// AgentHost is the Mesos agent's hostname.
+	// +optional
+	AgentHost string `json:"agentHost,omitempty"`
+	// Ports are the named ports taken from the offer.
+	// +optional
+	Ports map[string]int32 `json:"ports,omitempty"`
+	// Version is the K3s version the task runs.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Restarts counts relaunches of this task name.
+	// +optional
+	Restarts int32 `json:"restarts,omitempty"`
+	// Message is the last Mesos status message or reason, if any.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// K3sCluster is a K3s cluster run on Apache Mesos.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.agents.replicas,statuspath=.status.agents.replicas,selectorpath=.status.selector
+// +kubebuilder:resource:shortName=k3sc,categories=mesosk3s
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="Servers",type=integer,JSONPath=`.status.servers.readyReplicas`,description="Ready servers"
+// +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.agents.readyReplicas`,description="Ready agents"
+// +kubebuilder:printcolumn:name="Desired",type=integer,JSONPath=`.spec.agents.replicas`,description="Desired agents"
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`,priority=1
+type K3sCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +kubebuilder:default={}
+	Spec   K3sClusterSpec   `json:"spec,omitempty"`
+	Status K3sClusterStatus `json:"status,omitempty"`
+}
+
+// K3sClusterList is a list of K3sCluster.
+// +kubebuilder:object:root=true
+type K3sClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []K3sCluster `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&K3sCluster{}, &K3sClusterList{})
+}
