@@ -1,0 +1,201 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/hack/testenv"
+)
+
+// newCluster builds a K3sCluster from a YAML spec fragment, the way a user writes one.
+func newCluster(t *testing.T, name, specYAML string) *unstructured.Unstructured {
+	t.Helper()
+	spec := map[string]any{}
+	if err := yaml.Unmarshal([]byte(specYAML), &spec); err != nil {
+		t.Fatalf("bad test spec: %v", err)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	u.SetAPIVersion(v1alpha1.GroupVersion.String())
+	u.SetKind("K3sCluster")
+	u.SetNamespace("default")
+	u.SetName(name)
+	return u
+}
+
+// TestValidationRejectsBadSpecs sends each bad input to the real API server and checks
+// that it is refused with a message naming the offending field.
+func TestValidationRejectsBadSpecs(t *testing.T) {
+	cases := []struct {
+		name      string
+		spec      string
+		wantField string // the field path the error must name
+		wantText  string // a phrase the message must contain
+	}{
+		{"version without v", `version: 1.31.4+k3s1`, "spec.version", "should match"},
+		{"version without k3s suffix", `version: v1.31.4`, "spec.version", "should match"},
+		{"negative agents", `agents: {replicas: -1}`, "spec.agents.replicas", "greater than or equal to 0"},
+		{"zero servers", `servers: {replicas: 0}`, "spec.servers.replicas", "greater than or equal to 1"},
+		{"even servers with embedded etcd", `{datastore: {type: EmbeddedEtcd}, servers: {replicas: 2}}`, "spec.servers.replicas", "odd number of servers"},
+		{"several servers with SQLite", `servers: {replicas: 3}`, "spec.servers.replicas", "SQLite supports exactly one server"},
+		{"External without its Secret", `datastore: {type: External}`, "spec.datastore.externalSecretRef", "needs externalSecretRef"},
+		{"zero CPUs", `servers: {resources: {cpus: "0", memory: 1Gi}}`, "spec.servers.resources.cpus", "cpus must be greater than zero"},
+		{"negative memory", `agents: {resources: {cpus: "1", memory: "-1Gi"}}`, "spec.agents.resources.memory", "memory must be greater than zero"},
+		{"resources without memory", `agents: {resources: {cpus: "1"}}`, "spec.agents.resources.memory", "Required value"},
+		{"unknown constraint operator", `servers: {constraints: [{field: hostname, operator: NEAR}]}`, "spec.servers.constraints[0].operator", "Unsupported value"},
+		{"LIKE without value", `agents: {constraints: [{field: zone, operator: LIKE}]}`, "spec.agents.constraints[0].value", "needs a value"},
+		{"MAX_PER not a number", `agents: {constraints: [{field: hostname, operator: MAX_PER, value: two}]}`, "spec.agents.constraints[0].value", "positive whole number"},
+		{"UNIQUE with a value", `servers: {constraints: [{field: hostname, operator: UNIQUE, value: x}]}`, "spec.servers.constraints[0].value", "UNIQUE takes no value"},
+		{"unknown network mode", `network: {mode: Bridge}`, "spec.network.mode", "Unsupported value"},
+		{"CNI without network name", `network: {mode: CNI}`, "spec.network.name", "needs the name"},
+		{"unknown runtime", `runtime: Podman`, "spec.runtime", "Unsupported value"},
+		{"binaryURL with an unsupported scheme", `{runtime: Binary, binaryURL: "ftp://example.com/k3s"}`, "spec.binaryURL", "file://, http:// or https://"},
+		{"binaryURL with runtime Docker", `binaryURL: "https://example.com/k3s"`, "spec.binaryURL", "applies to runtime Binary only"},
+		{"cluster CIDR without prefix", `network: {clusterCIDR: 10.42.0.0}`, "spec.network.clusterCIDR", "must be a CIDR"},
+		{"plain-HTTP kubeconfig endpoint", `kubeconfig: {endpoint: "http://k3s.example.com"}`, "spec.kubeconfig.endpoint", "https:// URL"},
+		{"malformed node taint", `agents: {nodeTaints: ["dedicated"]}`, "spec.agents.nodeTaints[0]", "should match"},
+		{"TLS CA and skip-verify together", `mesos: {tls: {caSecretRef: {name: ca}, insecureSkipVerify: true}}`, "spec.mesos.tls", "mutually exclusive"},
+		{"even etcd datastore replicas", `datastore: {type: Etcd, replicas: 2}`, "spec.datastore.replicas", "odd number of replicas"},
+		{"maxUnavailable over 100%", `rollout: {maxUnavailable: "150%"}`, "spec.rollout.maxUnavailable", "non-negative number or a percentage"},
+		{"zero failure threshold", `remediation: {failureThreshold: 0}`, "spec.remediation.failureThreshold", "greater than or equal to 1"},
+		{"malformed failover timeout", `mesos: {failoverTimeout: "a week"}`, "spec.mesos.failoverTimeout", ""},
+	}
+	ctx := context.Background()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := newCluster(t, fmt.Sprintf("bad-%d", i), tc.spec)
+			err := env.Client.Create(ctx, obj)
+			if err == nil {
+				_ = env.Client.Delete(ctx, obj)
+				t.Fatalf("API server accepted bad spec %q", tc.spec)
+			}
+			if !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) {
+				t.Fatalf("want an Invalid error, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.wantField) {
+				t.Errorf("error does not name field %s: %v", tc.wantField, err)
+			}
+			if !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("error does not say %q: %v", tc.wantText, err)
+			}
+		})
+	}
+}
+
+// TestDatastoreTypeIsImmutable checks the transition rule: an update that changes
+// datastore.type is refused and the stored object keeps its type.
+func TestDatastoreTypeIsImmutable(t *testing.T) {
+	ctx := context.Background()
+	obj := newCluster(t, "immutable-datastore", `datastore: {type: EmbeddedEtcd}`)
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+
+	if err := unstructured.SetNestedField(obj.Object, "SQLite", "spec", "datastore", "type"); err != nil {
+		t.Fatal(err)
+	}
+	err := env.Client.Update(ctx, obj)
+	if err == nil || !strings.Contains(err.Error(), "spec.datastore.type") || !strings.Contains(err.Error(), "cannot be changed after creation") {
+		t.Fatalf("want the type change refused naming spec.datastore.type, got %v", err)
+	}
+	var stored v1alpha1.K3sCluster
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Spec.Datastore.Type != v1alpha1.DatastoreEmbeddedEtcd {
+		t.Fatalf("stored datastore type changed to %s", stored.Spec.Datastore.Type)
+	}
+
+	// Other fields of the datastore stay editable.
+	var fresh v1alpha1.K3sCluster
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &fresh); err != nil {
+		t.Fatal(err)
+	}
+	fresh.Spec.Servers.Replicas = 3
+	if err := env.Client.Update(ctx, &fresh); err != nil {
+		t.Fatalf("scaling servers of an EmbeddedEtcd cluster to 3 was refused: %v", err)
+	}
+}
+
+// TestDefaultsGiveAWorkingSingleServerCluster checks what the API server fills into an
+// empty spec.
+func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
+	ctx := context.Background()
+	obj := newCluster(t, "defaults", `{}`)
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+
+	var c v1alpha1.K3sCluster
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Spec
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"version", s.Version, "v1.31.4+k3s1"},
+		{"runtime", s.Runtime, v1alpha1.RuntimeDocker},
+		{"image", s.Image, "rancher/k3s"},
+		{"servers.replicas", s.Servers.Replicas, int32(1)},
+		{"servers.resources.cpus", s.Servers.Resources.CPUs.String(), "1"},
+		{"servers.resources.memory", s.Servers.Resources.Memory.String(), "1Gi"},
+		{"agents.replicas", s.Agents.Replicas, int32(1)},
+		{"agents.resources.memory", s.Agents.Resources.Memory.String(), "1Gi"},
+		{"datastore.type", s.Datastore.Type, v1alpha1.DatastoreSQLite},
+		{"mesos.role", s.Mesos.Role, "*"},
+		{"mesos.failoverTimeout", s.Mesos.FailoverTimeout.Duration.String(), "168h0m0s"},
+		{"network.mode", s.Network.Mode, v1alpha1.NetworkHost},
+		{"network.clusterCIDR", s.Network.ClusterCIDR, "10.42.0.0/16"},
+		{"network.serviceCIDR", s.Network.ServiceCIDR, "10.43.0.0/16"},
+		{"network.clusterDNS", s.Network.ClusterDNS, "10.43.0.10"},
+		{"network.clusterDomain", s.Network.ClusterDomain, "cluster.local"},
+		{"rollout.maxUnavailable", s.Rollout.MaxUnavailable.String(), "1"},
+		{"remediation.relaunchBackoff", s.Remediation.RelaunchBackoff.Duration.String(), "10s"},
+		{"remediation.failureThreshold", s.Remediation.FailureThreshold, int32(5)},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("default %s = %v, want %v", ch.field, ch.got, ch.want)
+		}
+	}
+}
+
+// TestSamplesAreAccepted applies every file in config/samples to the real API server.
+func TestSamplesAreAccepted(t *testing.T) {
+	ctx := context.Background()
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "cluster_*.yaml"))
+	if err != nil || len(files) < 2 {
+		t.Fatalf("want at least a minimal and a full sample, found %v (%v)", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			obj := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+				t.Fatal(err)
+			}
+			obj.SetNamespace("samples")
+			ensureNamespace(t, "samples")
+			if err := env.Client.Create(ctx, obj); err != nil {
+				t.Fatalf("sample refused: %v", err)
+			}
+			t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+		})
+	}
+}

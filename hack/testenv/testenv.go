@@ -1,0 +1,109 @@
+// Package testenv starts a real kube-apiserver and etcd (controller-runtime's envtest)
+// with the project's CRDs installed, for the test suites of every package. The binaries
+// come from hack/envtest-assets.sh, which `make test` runs and exports as
+// KUBEBUILDER_ASSETS.
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+
+	clusterv1alpha1 "github.com/mesosk3s/mesosk3s/api/v1alpha1"
+)
+
+// Env is a running API server with the CRDs installed.
+type Env struct {
+	// Config reaches the API server as a cluster admin.
+	Config *rest.Config
+	// Client is a controller-runtime client with the project's types registered.
+	Client client.Client
+	// Scheme has client-go's and the project's types.
+	Scheme *k8sruntime.Scheme
+	// KubeconfigPath is a kubeconfig file for the real kubectl binary.
+	KubeconfigPath string
+
+	env *envtest.Environment
+	dir string
+}
+
+// RepoRoot is the repository's top directory, found from this file's location so that
+// tests work from any package directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Start starts the API server. It fails with a clear message when the envtest binaries are
+// missing instead of letting envtest look for them somewhere else.
+func Start() (*Env, error) {
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
+	}
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if _, err := os.Stat(filepath.Join(assets, bin)); err != nil {
+			return nil, fmt.Errorf("KUBEBUILDER_ASSETS=%s has no %s: run hack/envtest-assets.sh", assets, bin)
+		}
+	}
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := clusterv1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	e := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                scheme,
+	}
+	cfg, err := e.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting envtest: %w", err)
+	}
+	env := &Env{Config: cfg, Scheme: scheme, env: e}
+	if env.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	if err := env.writeKubeconfig(); err != nil {
+		_ = e.Stop()
+		return nil, err
+	}
+	return env, nil
+}
+
+// writeKubeconfig gives the real kubectl binary an admin user of the test API server.
+func (e *Env) writeKubeconfig() error {
+	user, err := e.env.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("adding kubectl user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if e.dir, err = os.MkdirTemp("", "mesosk3s-testenv-"); err != nil {
+		return err
+	}
+	e.KubeconfigPath = filepath.Join(e.dir, "kubeconfig")
+	return os.WriteFile(e.KubeconfigPath, data, 0o600)
+}
+
+// Stop stops the API server and removes the kubeconfig.
+func (e *Env) Stop() error {
+	if e.dir != "" {
+		_ = os.RemoveAll(e.dir)
+	}
+	return e.env.Stop()
+}
