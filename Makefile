@@ -1,0 +1,91 @@
+# mesosk3s — K3s clusters on Apache Mesos, run by a Kubernetes operator.
+# `make help` lists the targets.
+
+IMG ?= mesosk3s/operator:dev
+CONTROLLER_GEN_VERSION ?= v0.23.0
+# Go test flags; CI and `make test` run everything with the race detector.
+TEST_FLAGS ?= -race -count=1 -timeout 45m
+
+BIN := $(CURDIR)/bin
+CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+
+.DEFAULT_GOAL := help
+SHELL := /usr/bin/env bash -o pipefail
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/.
+	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify-generated
+verify-generated: ## Fail when committed generated files are stale.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## Format the Go code.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: fmt-check
+fmt-check: ## Fail when Go code is not gofmt-clean.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out" >&2; exit 1; fi
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: envtest-assets
+envtest-assets: ## Build (once) kube-apiserver and etcd for tests into bin/envtest and print the directory.
+	@hack/envtest-assets.sh
+
+.PHONY: test
+test: verify-generated fmt-check vet ## Run every test against a real API server (builds it on first use).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test $(TEST_FLAGS) ./...
+
+##@ Build
+
+.PHONY: build
+build: ## Build the operator binary into bin/manager.
+	go build -o $(BIN)/manager .
+
+.PHONY: run
+run: ## Run the operator against the cluster in the current kubeconfig.
+	go run . --log-development
+
+.PHONY: docker-build
+docker-build: ## Build the operator image (needs a Docker engine; none runs on the dev machines).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster in the current kubeconfig.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and with them every K3sCluster) from the cluster.
+	kubectl delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator with image IMG to the cluster in the current kubeconfig.
+	hack/deploy.sh apply "$(IMG)"
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the cluster.
+	hack/deploy.sh delete "$(IMG)"
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(BIN)/controller-gen $(CONTROLLER_GEN)
