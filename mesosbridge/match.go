@@ -103,44 +103,37 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 		need := needsOf(in.Framework, spec)
 		var why misfits
 
-		candidates := allOffers(len(states))
+		first, end := 0, len(states)
 		if spec.Volume != nil {
 			if i, ok := volumeAt[need.volumeID]; ok {
 				// The data is there: that agent is the only right place for the task.
-				candidates = []int{i}
+				first, end = i, i+1
 			}
 		}
 		placed := false
-		for _, i := range candidates {
+		for i := first; i < end; i++ {
 			s := states[i]
-			fit, reason := need.fits(s)
-			if fit {
-				if ok, c := allowAll(cs, s.facts, idx); !ok {
-					fit, reason = false, "constraint "+c.String()
-				}
-			}
-			if !fit {
-				why.add(reason)
+			if reason := need.fits(s); reason != "" {
+				why.add(reason, nil)
 				continue
 			}
-			launched, info, ops, err := place(in, spec, need, s)
-			if err != nil {
-				// Only a spec the validation missed gets here; say so rather than retry forever.
-				why.add("cannot build task: " + err.Error())
-				break
+			if ok, c := allowAll(cs, s.facts(), idx); !ok {
+				why.add("", c)
+				continue
 			}
+			launched, info, ops := place(in, spec, need, s)
 			if accepts[i] == nil {
 				accepts[i] = &offerAccept{OfferID: s.offer.ID, AgentID: s.offer.AgentID}
 			}
 			accepts[i].Operations = append(accepts[i].Operations, ops...)
 			accepts[i].Launched = append(accepts[i].Launched, launched)
 			launches[i] = append(launches[i], info)
-			siblings.add(spec.Role, s.facts)
+			siblings.add(spec.Role, s.facts())
 			placed = true
 			break
 		}
 		if !placed {
-			unplaced[spec.Name] = why.String(len(candidates))
+			unplaced[spec.Name] = why.String(end - first)
 			blockedBelow, blockedBy = spec.Order, spec.Name
 		}
 	}
@@ -159,14 +152,6 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 		res.Accepts = append(res.Accepts, *a)
 	}
 	return res
-}
-
-func allOffers(n int) []int {
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	return idx
 }
 
 // taskNeeds is a TaskSpec reduced to what fitting an offer looks at.
@@ -199,32 +184,32 @@ func persistenceID(clusterUID, taskName string) string {
 	return "mesosk3s-" + clusterUID + "-" + taskName
 }
 
-// fits checks resources, ports and volume placement; constraints come after because
-// they are the dearer check.
-func (n taskNeeds) fits(s *offerState) (bool, string) {
+// fits checks resources, ports and volume placement and says what is missing, "" when
+// nothing is; constraints come after because they are the dearer check.
+func (n taskNeeds) fits(s *offerState) string {
 	if n.pinnedAgent != "" && s.offer.AgentID.Value != n.pinnedAgent {
-		return false, "volume is on another agent"
+		return "volume is on another agent"
 	}
 	if n.cpus > s.cpusLeft+scalarEpsilon {
-		return false, "not enough cpus"
+		return "not enough cpus"
 	}
 	if n.mem > s.memLeft+scalarEpsilon {
-		return false, "not enough mem"
+		return "not enough mem"
 	}
 	if uint64(n.ports) > s.portsLeft {
-		return false, "not enough ports"
+		return "not enough ports"
 	}
 	disk := n.disk
 	if n.volumeID != "" && s.volume[n.volumeID] == nil {
 		if volumePool(s.disk, n.volumeMiB) < 0 {
-			return false, "no disk for the volume"
+			return "no disk for the volume"
 		}
 		disk += n.volumeMiB
 	}
 	if disk > s.diskLeft+scalarEpsilon {
-		return false, "not enough disk"
+		return "not enough disk"
 	}
-	return true, ""
+	return ""
 }
 
 // volumePool is the index of the first disk pool (reserved for the role first) that can
@@ -240,7 +225,7 @@ func volumePool(pools []scalarPool, size float64) int {
 
 // place carves the task's resources out of the offer and returns the launched task, its
 // TaskInfo and the RESERVE/CREATE operations its volume needs.
-func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launchedTask, mesos.TaskInfo, []mesos.Offer_Operation, error) {
+func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launchedTask, mesos.TaskInfo, []mesos.Offer_Operation) {
 	fw := in.Framework
 	var ops []mesos.Offer_Operation
 	var resources []mesos.Resource
@@ -293,14 +278,11 @@ func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launche
 		Ports:      ports,
 		VolumePath: volumePath,
 	}
-	info, err := buildTaskInfo(fw, spec, p)
-	if err != nil {
-		return launchedTask{}, mesos.TaskInfo{}, nil, err
-	}
+	info := taskInfoFor(fw, spec, p) // the spec was validated before matching
 	return launchedTask{
 		Name: spec.Name, TaskID: p.TaskID, Role: spec.Role, Index: spec.Index, SpecHash: spec.SpecHash,
 		AgentID: p.AgentID, Hostname: p.Hostname, Ports: ports,
-	}, info, ops, nil
+	}, info, ops
 }
 
 // reserved turns unreserved disk into disk dynamically reserved for the framework's role,
@@ -333,20 +315,28 @@ func withVolume(r mesos.Resource, id, path, principal string) mesos.Resource {
 	return r
 }
 
-// misfits counts why a task did not fit the offers of a round.
+// misfits counts why a task did not fit the offers of a round. Constraint misfits keep
+// the constraint and are rendered only if the task stays unplaced, so rejecting an offer
+// costs no allocation.
 type misfits struct {
-	reasons []string
+	reasons []misfit
 	counts  []int
 }
 
-func (m *misfits) add(reason string) {
+type misfit struct {
+	reason     string
+	constraint *compiledConstraint
+}
+
+func (m *misfits) add(reason string, c *compiledConstraint) {
+	k := misfit{reason, c}
 	for i, r := range m.reasons {
-		if r == reason {
+		if r == k {
 			m.counts[i]++
 			return
 		}
 	}
-	m.reasons = append(m.reasons, reason)
+	m.reasons = append(m.reasons, k)
 	m.counts = append(m.counts, 1)
 }
 
@@ -356,7 +346,11 @@ func (m misfits) String(offers int) string {
 	}
 	parts := make([]string, len(m.reasons))
 	for i, r := range m.reasons {
-		parts[i] = fmt.Sprintf("%s (%d)", r, m.counts[i])
+		reason := r.reason
+		if r.constraint != nil {
+			reason = "constraint " + r.constraint.String()
+		}
+		parts[i] = fmt.Sprintf("%s (%d)", reason, m.counts[i])
 	}
 	return fmt.Sprintf("no fitting offer among %d: %s", offers, strings.Join(parts, ", "))
 }

@@ -31,13 +31,13 @@ type rangePool struct {
 // offerState is an offer parsed once per round into what the framework's role may use,
 // with reserved pools before unreserved ones so reservations are used up first.
 type offerState struct {
-	offer  *mesos.Offer
-	facts  agentFacts
-	cpus   []scalarPool
-	mem    []scalarPool
-	disk   []scalarPool // plain (root) disk: sandbox space and room for new volumes
-	ports  []rangePool
-	volume map[string]*mesos.Resource // persistent volumes by persistence ID
+	offer     *mesos.Offer
+	lazyFacts *agentFacts // rendered on first use: most offers of a big batch never get that far
+	cpus      []scalarPool
+	mem       []scalarPool
+	disk      []scalarPool // plain (root) disk: sandbox space and room for new volumes
+	ports     []rangePool
+	volume    map[string]*mesos.Resource // persistent volumes by persistence ID
 
 	// totals of the pools above, so most misfits are rejected without walking pools
 	cpusLeft, memLeft, diskLeft float64
@@ -71,7 +71,7 @@ func usableBy(r *mesos.Resource, role string) bool {
 }
 
 func newOfferState(o *mesos.Offer, role string) *offerState {
-	s := &offerState{offer: o, facts: offerFacts(o)}
+	s := &offerState{offer: o}
 	for i := range o.Resources {
 		r := &o.Resources[i]
 		if !usableBy(r, role) {
@@ -102,9 +102,11 @@ func newOfferState(o *mesos.Offer, role string) *offerState {
 	for _, pools := range [][]scalarPool{s.cpus, s.mem, s.disk} {
 		sortReservedFirst(pools)
 	}
-	sort.SliceStable(s.ports, func(i, j int) bool {
-		return reservationRole(s.ports[i].res) != "" && reservationRole(s.ports[j].res) == ""
-	})
+	if len(s.ports) > 1 {
+		sort.SliceStable(s.ports, func(i, j int) bool {
+			return reservationRole(s.ports[i].res) != "" && reservationRole(s.ports[j].res) == ""
+		})
+	}
 	s.cpusLeft, s.memLeft, s.diskLeft = sum(s.cpus), sum(s.mem), sum(s.disk)
 	for _, p := range s.ports {
 		s.portsLeft += p.left.Size()
@@ -113,6 +115,9 @@ func newOfferState(o *mesos.Offer, role string) *offerState {
 }
 
 func sortReservedFirst(pools []scalarPool) {
+	if len(pools) < 2 {
+		return // the usual case: one unreserved resource of each kind
+	}
 	sort.SliceStable(pools, func(i, j int) bool {
 		return reservationRole(pools[i].res) != "" && reservationRole(pools[j].res) == ""
 	})
@@ -126,9 +131,12 @@ func sum(pools []scalarPool) float64 {
 	return t
 }
 
-// offerFacts renders the agent's host name and attributes for constraints.
-func offerFacts(o *mesos.Offer) agentFacts {
-	return agentFacts{hostname: o.Hostname, attributes: AttributeMap(o.Attributes)}
+// facts renders the agent's host name and attributes for constraints, once per round.
+func (s *offerState) facts() agentFacts {
+	if s.lazyFacts == nil {
+		s.lazyFacts = &agentFacts{hostname: s.offer.Hostname, attributes: AttributeMap(s.offer.Attributes)}
+	}
+	return *s.lazyFacts
 }
 
 // AttributeMap renders Mesos agent attributes as text, the way constraints compare them:

@@ -34,6 +34,12 @@ func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskIn
 	if err := ValidateTaskSpec(spec); err != nil {
 		return mesos.TaskInfo{}, err
 	}
+	return taskInfoFor(fw, spec, p), nil
+}
+
+// taskInfoFor is buildTaskInfo for a spec already validated (the matcher validates each
+// pending spec once per round, not once per launch attempt).
+func taskInfoFor(fw FrameworkConfig, spec TaskSpec, p placement) mesos.TaskInfo {
 	var cmd *mesos.CommandInfo
 	switch spec.Role {
 	case RoleServer, RoleAgent:
@@ -55,7 +61,7 @@ func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskIn
 	if spec.Role == RoleServer {
 		info.HealthCheck = serverHealthCheck(p.Ports[PortAPI])
 	}
-	return info, nil
+	return info
 }
 
 // taskLabels let the bridge and the rollout recognise a task after a restart: which
