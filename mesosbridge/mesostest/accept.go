@@ -1,0 +1,498 @@
+package mesostest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+
+	"github.com/gogo/protobuf/proto"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// acceptLocked handles ACCEPT (Master::accept): the offers are validated,
+// the operations applied in order against the offered resources, and what
+// is left goes back to the agent under the call's filters.
+func (s *Server) acceptLocked(fw *framework, acc *scheduler.Call_Accept) {
+	offers, offerErr := s.validateOffersLocked(fw, acc.OfferIDs)
+	if offerErr != nil {
+		s.log.Info("accept with invalid offers", "frameworkID", fw.id, "error", offerErr.Error())
+		for _, o := range offers {
+			s.removeOfferLocked(o, false)
+		}
+		// Every task of the call is dropped (TASK_LOST for frameworks that
+		// are not partition-aware).
+		for _, op := range acc.Operations {
+			for _, ti := range operationTasks(op) {
+				s.masterUpdateLocked(fw, &ti, ti.AgentID.Value, mesos.TASK_DROPPED, mesos.REASON_INVALID_OFFERS,
+					"Task launched with invalid offers: "+offerErr.Error())
+			}
+		}
+		return
+	}
+	a, role := offers[0].agent, offers[0].role
+	var available mesos.Resources
+	for _, o := range offers {
+		available.Add(o.resources...)
+		delete(s.offers, o.id)
+		delete(fw.offers, o.id)
+		delete(a.offers, o.id)
+	}
+	for i := range acc.Operations {
+		op := &acc.Operations[i]
+		var err error
+		switch op.Type {
+		case mesos.Offer_Operation_LAUNCH:
+			s.applyLaunchLocked(fw, a, role, op.Launch, &available)
+		case mesos.Offer_Operation_LAUNCH_GROUP:
+			s.applyLaunchGroupLocked(fw, a, role, op.LaunchGroup, &available)
+		case mesos.Offer_Operation_RESERVE:
+			err = s.applyReserveLocked(fw, a, role, op.Reserve, &available)
+		case mesos.Offer_Operation_UNRESERVE:
+			err = s.applyUnreserveLocked(a, role, op.Unreserve, &available)
+		case mesos.Offer_Operation_CREATE:
+			err = s.applyCreateLocked(fw, a, role, op.Create, &available)
+		case mesos.Offer_Operation_DESTROY:
+			err = s.applyDestroyLocked(a, role, op.Destroy, &available)
+		default:
+			err = fmt.Errorf("operation %s is not supported", op.Type.String())
+		}
+		if err != nil {
+			// Mesos drops an invalid operation (with a warning) and carries on.
+			s.log.Info("dropping invalid operation", "frameworkID", fw.id, "operation", op.Type.String(), "error", err.Error())
+		}
+	}
+	// Unused resources are recovered with the call's filters (5s default).
+	remaining := unallocated(available)
+	a.free.Add(remaining...)
+	fw.addFilterLocked(a, role, remaining, acc.Filters)
+	s.triggerAllocation()
+}
+
+func operationTasks(op mesos.Offer_Operation) []mesos.TaskInfo {
+	switch {
+	case op.Type == mesos.Offer_Operation_LAUNCH && op.Launch != nil:
+		return op.Launch.TaskInfos
+	case op.Type == mesos.Offer_Operation_LAUNCH_GROUP && op.LaunchGroup != nil:
+		return op.LaunchGroup.TaskGroup.Tasks
+	}
+	return nil
+}
+
+func (s *Server) validateOffersLocked(fw *framework, ids []mesos.OfferID) ([]*offer, error) {
+	if len(ids) == 0 {
+		return nil, errors.New("No offers specified")
+	}
+	var valid []*offer
+	var firstErr error
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if seen[id.Value] {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("Duplicate offer %s in ACCEPT call", id.Value)
+			}
+			continue
+		}
+		seen[id.Value] = true
+		o := fw.offers[id.Value]
+		if o == nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("Offer %s is no longer valid", id.Value)
+			}
+			continue
+		}
+		valid = append(valid, o)
+	}
+	if firstErr == nil {
+		for _, o := range valid[1:] {
+			if o.agent != valid[0].agent {
+				firstErr = errors.New("Aggregated offers must belong to one single agent")
+			} else if o.role != valid[0].role {
+				firstErr = errors.New("Aggregated offers must be allocated to the same role")
+			}
+		}
+	}
+	return valid, firstErr
+}
+
+// prepareResources normalizes resources named by an operation and tags
+// them with the offer's allocation role (the master injects it for
+// frameworks that are not MULTI_ROLE).
+func prepareResources(rs []mesos.Resource, role string) (mesos.Resources, error) {
+	norm, err := normalizeIncoming(rs)
+	if err != nil {
+		return nil, err
+	}
+	for i := range norm {
+		if norm[i].AllocationInfo == nil {
+			r := role
+			norm[i].AllocationInfo = &mesos.Resource_AllocationInfo{Role: &r}
+		} else if norm[i].AllocationInfo.GetRole() != role {
+			return nil, fmt.Errorf("resource %s is allocated to role '%s', not to the offer's role '%s'",
+				norm[i].Name, norm[i].AllocationInfo.GetRole(), role)
+		}
+	}
+	return norm, nil
+}
+
+func (s *Server) applyLaunchLocked(fw *framework, a *agent, role string, launch *mesos.Offer_Operation_Launch, available *mesos.Resources) {
+	if launch == nil {
+		return
+	}
+	for i := range launch.TaskInfos {
+		info := *proto.Clone(&launch.TaskInfos[i]).(*mesos.TaskInfo)
+		rs, err := s.validateTaskLocked(fw, a, role, &info, *available)
+		if err != nil {
+			s.masterUpdateLocked(fw, &info, a.id, mesos.TASK_ERROR, mesos.REASON_TASK_INVALID, err.Error())
+			continue
+		}
+		available.Subtract(rs...)
+		info.Resources = rs
+		s.launchTaskLocked(fw, a, info, role, nil)
+	}
+}
+
+func (s *Server) applyLaunchGroupLocked(fw *framework, a *agent, role string, lg *mesos.Offer_Operation_LaunchGroup, available *mesos.Resources) {
+	if lg == nil {
+		return
+	}
+	fail := func(err error) {
+		for i := range lg.TaskGroup.Tasks {
+			s.masterUpdateLocked(fw, &lg.TaskGroup.Tasks[i], a.id, mesos.TASK_ERROR, mesos.REASON_TASK_GROUP_INVALID, err.Error())
+		}
+	}
+	exec := lg.Executor
+	if exec.Type != mesos.ExecutorInfo_DEFAULT {
+		fail(errors.New("'ExecutorInfo.type' must be 'DEFAULT'"))
+		return
+	}
+	if err := validateID(exec.ExecutorID.Value); err != nil {
+		fail(fmt.Errorf("'ExecutorInfo.executor_id' is invalid: %v", err))
+		return
+	}
+	if len(lg.TaskGroup.Tasks) == 0 {
+		fail(errors.New("Task group cannot be empty"))
+		return
+	}
+	// Reuse a running executor of the same ID (its resources are already
+	// accounted for); otherwise the executor's resources come from the offer.
+	var group *taskGroup
+	for t := range a.tasks {
+		if t.fw == fw && t.group != nil && t.group.executorID == exec.ExecutorID.Value && !t.group.released {
+			group = t.group
+		}
+	}
+	remaining := cloneResources(*available)
+	var execResources mesos.Resources
+	if group == nil {
+		if len(exec.Resources) == 0 {
+			fail(errors.New("Executor has no resources"))
+			return
+		}
+		rs, err := prepareResources(exec.Resources, role)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if !contains(remaining, rs) {
+			fail(fmt.Errorf("Executor uses more resources (%s) than available (%s)", rs.String(), remaining.String()))
+			return
+		}
+		remaining.Subtract(rs...)
+		execResources = rs
+	}
+	infos := make([]mesos.TaskInfo, len(lg.TaskGroup.Tasks))
+	ids := map[string]bool{}
+	for i := range lg.TaskGroup.Tasks {
+		info := *proto.Clone(&lg.TaskGroup.Tasks[i]).(*mesos.TaskInfo)
+		if info.Executor != nil {
+			fail(fmt.Errorf("Task '%s' should not have 'ExecutorInfo' set", info.TaskID.Value))
+			return
+		}
+		if ids[info.TaskID.Value] {
+			fail(fmt.Errorf("Task group has duplicate task ID: %s", info.TaskID.Value))
+			return
+		}
+		ids[info.TaskID.Value] = true
+		rs, err := s.validateTaskLocked(fw, a, role, &info, remaining)
+		if err != nil {
+			fail(err)
+			return
+		}
+		remaining.Subtract(rs...)
+		info.Resources = rs
+		infos[i] = info
+	}
+	*available = remaining
+	if group == nil {
+		group = &taskGroup{executorID: exec.ExecutorID.Value, resources: execResources}
+	}
+	for _, info := range infos {
+		s.launchTaskLocked(fw, a, info, role, group)
+	}
+}
+
+// validateTaskLocked mirrors validation::task::validate; it returns the
+// task's resources as the master accounts them.
+func (s *Server) validateTaskLocked(fw *framework, a *agent, role string, info *mesos.TaskInfo, available mesos.Resources) (mesos.Resources, error) {
+	if err := validateID(info.TaskID.Value); err != nil {
+		return nil, fmt.Errorf("Task ID '%s' is invalid: %v", info.TaskID.Value, err)
+	}
+	if fw.tasks[info.TaskID.Value] != nil || fw.unreachable[info.TaskID.Value] != nil {
+		return nil, fmt.Errorf("Task has duplicate ID: %s", info.TaskID.Value)
+	}
+	if info.AgentID.Value != a.id {
+		return nil, fmt.Errorf("Task uses invalid agent: %s", info.AgentID.Value)
+	}
+	if (info.Command == nil) == (info.Executor == nil) && info.Command == nil {
+		// LAUNCH_GROUP tasks carry neither; plain LAUNCH needs exactly one.
+		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
+	}
+	if info.Command != nil && info.Executor != nil {
+		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
+	}
+	if info.Command != nil {
+		if err := validateCommand(info.Command); err != nil {
+			return nil, fmt.Errorf("Task's command is invalid: %v", err)
+		}
+	}
+	if kp := info.KillPolicy; kp != nil && kp.GracePeriod != nil && kp.GracePeriod.Nanoseconds < 0 {
+		return nil, errors.New("Task's 'kill_policy.grace_period' must be non-negative")
+	}
+	if hc := info.HealthCheck; hc != nil {
+		if err := validateHealthCheck(hc); err != nil {
+			return nil, fmt.Errorf("Task's health check is invalid: %v", err)
+		}
+	}
+	if len(info.Resources) == 0 {
+		return nil, errors.New("Task uses no resources")
+	}
+	rs, err := prepareResources(info.Resources, role)
+	if err != nil {
+		return nil, fmt.Errorf("Task uses invalid resources: %v", err)
+	}
+	if info.Executor != nil {
+		ers, err := prepareResources(info.Executor.Resources, role)
+		if err != nil {
+			return nil, fmt.Errorf("Executor uses invalid resources: %v", err)
+		}
+		rs.Add(ers...)
+	}
+	if !contains(available, rs) {
+		return nil, fmt.Errorf("Task uses more resources %s than available %s", rs.String(), available.String())
+	}
+	return rs, nil
+}
+
+func validateCommand(c *mesos.CommandInfo) error {
+	if c.Value == nil {
+		return errors.New("'CommandInfo.value' must be set")
+	}
+	if env := c.Environment; env != nil {
+		for _, v := range env.Variables {
+			switch v.GetType() {
+			case mesos.Environment_Variable_SECRET:
+				if v.Secret == nil {
+					return fmt.Errorf("Environment variable '%s' of type 'SECRET' must have a secret set", v.Name)
+				}
+				if v.Value != nil {
+					return fmt.Errorf("Environment variable '%s' of type 'SECRET' must not have a value set", v.Name)
+				}
+			default:
+				if v.Value == nil {
+					return fmt.Errorf("Environment variable '%s' of type 'VALUE' must have a value set", v.Name)
+				}
+				if v.Secret != nil {
+					return fmt.Errorf("Environment variable '%s' of type 'VALUE' must not have a secret set", v.Name)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// validateID mirrors common::validation::validateID.
+func validateID(id string) error {
+	if id == "" {
+		return errors.New("ID must not be empty")
+	}
+	if len(id) > 255 {
+		return errors.New("ID must not be greater than 255 characters")
+	}
+	if id == "." || id == ".." {
+		return errors.New("'.' and '..' are reserved")
+	}
+	if strings.ContainsAny(id, "/\\") {
+		return errors.New("'/' and '\\' are not allowed")
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
+			return errors.New("ID must only contain printable characters")
+		}
+	}
+	return nil
+}
+
+func (s *Server) applyReserveLocked(fw *framework, a *agent, role string, op *mesos.Offer_Operation_Reserve, available *mesos.Resources) error {
+	if op == nil || len(op.Resources) == 0 {
+		return errors.New("Invalid RESERVE Operation: no resources")
+	}
+	reserved, err := prepareResources(op.Resources, role)
+	if err != nil {
+		return err
+	}
+	for _, r := range reserved {
+		if r.IsUnreserved() || r.Reservation == nil {
+			return errors.New("Invalid RESERVE Operation: resources must be dynamically reserved")
+		}
+		if r.GetRole() != role {
+			return fmt.Errorf("Invalid RESERVE Operation: the reserved role '%s' does not match the allocated role '%s'", r.GetRole(), role)
+		}
+		if p := r.Reservation.Principal; p != nil && fw.info.Principal != nil && *p != fw.info.GetPrincipal() {
+			return fmt.Errorf("Invalid RESERVE Operation: principal '%s' does not match the framework's principal '%s'", *p, fw.info.GetPrincipal())
+		}
+		if r.IsPersistentVolume() {
+			return errors.New("Invalid RESERVE Operation: a persistent volume cannot be reserved")
+		}
+	}
+	source := asUnreserved(reserved)
+	if !contains(*available, source) {
+		return fmt.Errorf("Invalid RESERVE Operation: %s is not available in %s", source.String(), available.String())
+	}
+	available.Subtract(source...)
+	available.Add(reserved...)
+	a.total.Subtract(unallocated(source)...)
+	a.total.Add(unallocated(reserved)...)
+	s.log.Info("resources reserved", "frameworkID", fw.id, "agent", a.hostname, "role", role, "resources", unallocated(reserved).String())
+	return nil
+}
+
+func (s *Server) applyUnreserveLocked(a *agent, role string, op *mesos.Offer_Operation_Unreserve, available *mesos.Resources) error {
+	if op == nil || len(op.Resources) == 0 {
+		return errors.New("Invalid UNRESERVE Operation: no resources")
+	}
+	reserved, err := prepareResources(op.Resources, role)
+	if err != nil {
+		return err
+	}
+	for _, r := range reserved {
+		if r.Reservation == nil {
+			return errors.New("Invalid UNRESERVE Operation: resources are not dynamically reserved")
+		}
+		if r.IsPersistentVolume() {
+			return errors.New("Invalid UNRESERVE Operation: a persistent volume cannot be unreserved; destroy it first")
+		}
+	}
+	if !contains(*available, reserved) {
+		return fmt.Errorf("Invalid UNRESERVE Operation: %s is not available in %s", reserved.String(), available.String())
+	}
+	unreserved := asUnreserved(reserved)
+	available.Subtract(reserved...)
+	available.Add(unreserved...)
+	a.total.Subtract(unallocated(reserved)...)
+	a.total.Add(unallocated(unreserved)...)
+	s.log.Info("resources unreserved", "agent", a.hostname, "role", role, "resources", unallocated(reserved).String())
+	return nil
+}
+
+func (s *Server) applyCreateLocked(fw *framework, a *agent, role string, op *mesos.Offer_Operation_Create, available *mesos.Resources) error {
+	if op == nil || len(op.Volumes) == 0 {
+		return errors.New("Invalid CREATE Operation: no volumes")
+	}
+	volumes, err := prepareResources(op.Volumes, role)
+	if err != nil {
+		return err
+	}
+	ids := map[string]bool{}
+	for _, v := range volumes {
+		if v.Name != "disk" || v.Disk == nil || v.Disk.Persistence == nil || v.Disk.Persistence.ID == "" {
+			return errors.New("Invalid CREATE Operation: volumes must be disk resources with a persistence ID")
+		}
+		if v.Disk.Volume == nil || v.Disk.Volume.ContainerPath == "" {
+			return errors.New("Invalid CREATE Operation: expecting 'volume' with a container path")
+		}
+		if v.IsUnreserved() {
+			return errors.New("Invalid CREATE Operation: persistent volumes cannot be created from unreserved resources")
+		}
+		if p := v.Disk.Persistence.Principal; p != nil && fw.info.Principal != nil && *p != fw.info.GetPrincipal() {
+			return fmt.Errorf("Invalid CREATE Operation: principal '%s' does not match the framework's principal", *p)
+		}
+		id := v.Disk.Persistence.ID
+		if ids[id] || agentHasVolume(a, v.GetRole(), id) {
+			return fmt.Errorf("Invalid CREATE Operation: persistence ID '%s' is already in use", id)
+		}
+		ids[id] = true
+	}
+	plain := withoutDiskInfo(volumes)
+	if !contains(*available, plain) {
+		return fmt.Errorf("Invalid CREATE Operation: %s is not available in %s", plain.String(), available.String())
+	}
+	available.Subtract(plain...)
+	available.Add(volumes...)
+	a.total.Subtract(unallocated(plain)...)
+	a.total.Add(unallocated(volumes)...)
+	for _, v := range volumes {
+		s.log.Info("persistent volume created", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
+	}
+	return nil
+}
+
+func (s *Server) applyDestroyLocked(a *agent, role string, op *mesos.Offer_Operation_Destroy, available *mesos.Resources) error {
+	if op == nil || len(op.Volumes) == 0 {
+		return errors.New("Invalid DESTROY Operation: no volumes")
+	}
+	volumes, err := prepareResources(op.Volumes, role)
+	if err != nil {
+		return err
+	}
+	for _, v := range volumes {
+		if !v.IsPersistentVolume() {
+			return errors.New("Invalid DESTROY Operation: only persistent volumes can be destroyed")
+		}
+	}
+	if !contains(*available, volumes) {
+		// A volume in use by a task is not offered, so it cannot be destroyed.
+		return fmt.Errorf("Invalid DESTROY Operation: %s is not available (in use or unknown)", volumes.String())
+	}
+	plain := withoutDiskInfo(volumes)
+	available.Subtract(volumes...)
+	available.Add(plain...)
+	a.total.Subtract(unallocated(volumes)...)
+	a.total.Add(unallocated(plain)...)
+	for _, v := range volumes {
+		s.removeVolumeDir(a, v.GetRole(), v.Disk.Persistence.ID)
+		s.log.Info("persistent volume destroyed", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
+	}
+	return nil
+}
+
+func agentHasVolume(a *agent, role, id string) bool {
+	for _, r := range a.total {
+		if r.IsPersistentVolume() && r.GetRole() == role && r.Disk.Persistence.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// asUnreserved drops role and reservation (keeping allocation info).
+func asUnreserved(rs mesos.Resources) mesos.Resources {
+	out := cloneResources(rs)
+	star := "*"
+	for i := range out {
+		out[i].Role = &star
+		out[i].Reservation = nil
+		out[i].Reservations = nil
+	}
+	return out
+}
+
+// withoutDiskInfo turns volumes back into the reserved disk they use.
+func withoutDiskInfo(rs mesos.Resources) mesos.Resources {
+	out := cloneResources(rs)
+	for i := range out {
+		out[i].Disk = nil
+	}
+	return out
+}

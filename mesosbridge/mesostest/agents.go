@@ -1,0 +1,131 @@
+package mesostest
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+)
+
+// PortRange is an inclusive range of ports offered by an agent.
+type PortRange struct {
+	Begin, End uint64
+}
+
+// AgentConfig describes one emulated Mesos agent.
+type AgentConfig struct {
+	// Hostname defaults to 127.0.0.N for the Nth agent (N ≤ 254), which
+	// resolves to the loopback interface so that process-mode tasks are
+	// reachable at their agent's hostname.
+	Hostname string
+	// Resources. When all are zero the agent gets 4 CPUs, 8 GiB memory,
+	// 64 GiB disk and ports 31000-32000.
+	CPUs, MemMiB, DiskMiB float64
+	Ports                 []PortRange
+	// Attributes are text attributes (name -> value) carried in offers.
+	Attributes map[string]string
+	// RunProcesses makes plain command tasks (no container) run for real as
+	// local processes in a sandbox directory; otherwise they are simulated.
+	RunProcesses bool
+}
+
+// agent is an emulated Mesos agent.
+type agent struct {
+	id         string
+	hostname   string
+	cfg        AgentConfig
+	attributes []mesos.Attribute
+	registered time.Time
+
+	// total is everything the agent has, including dynamic reservations
+	// and persistent volumes (the agent's checkpointed resources).
+	total mesos.Resources
+	// free is total minus what tasks, executors and outstanding offers use.
+	free mesos.Resources
+
+	offers map[string]*offer
+	tasks  map[*task]struct{}
+
+	reachable        bool
+	unreachableSince time.Time
+}
+
+// AddAgent registers a new agent and returns its agent ID. Its resources are
+// offered from the next allocation round.
+func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextAgent++
+	n := s.nextAgent
+	if cfg.Hostname == "" {
+		if n <= 254 {
+			cfg.Hostname = fmt.Sprintf("127.0.0.%d", n)
+		} else {
+			cfg.Hostname = fmt.Sprintf("agent-%d.mesostest", n)
+		}
+	}
+	if cfg.CPUs == 0 && cfg.MemMiB == 0 && cfg.DiskMiB == 0 && len(cfg.Ports) == 0 {
+		cfg.CPUs, cfg.MemMiB, cfg.DiskMiB = 4, 8192, 65536
+		cfg.Ports = []PortRange{{31000, 32000}}
+	}
+	a := &agent{
+		id:         fmt.Sprintf("%s-S%d", s.masterID, n-1),
+		hostname:   cfg.Hostname,
+		cfg:        cfg,
+		registered: time.Now(),
+		offers:     map[string]*offer{},
+		tasks:      map[*task]struct{}{},
+		reachable:  true,
+	}
+	a.total = agentResources(cfg)
+	a.free = cloneResources(a.total)
+	names := make([]string, 0, len(cfg.Attributes))
+	for name := range cfg.Attributes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		a.attributes = append(a.attributes, mesos.Attribute{
+			Name: name,
+			Type: mesos.TEXT,
+			Text: &mesos.Value_Text{Value: cfg.Attributes[name]},
+		})
+	}
+	s.agents[a.id] = a
+	s.agentsByHost[a.hostname] = a
+	s.agentOrder = append(s.agentOrder, a)
+	s.log.Info("agent registered", "agentID", a.id, "hostname", a.hostname,
+		"resources", a.total.String(), "runProcesses", cfg.RunProcesses)
+	s.triggerAllocation()
+	return a.id
+}
+
+func agentResources(cfg AgentConfig) mesos.Resources {
+	star := "*"
+	scalar := func(name string, v float64) mesos.Resource {
+		return mesos.Resource{Name: name, Type: mesos.SCALAR.Enum(), Role: &star, Scalar: &mesos.Value_Scalar{Value: v}}
+	}
+	var rs mesos.Resources
+	if cfg.CPUs > 0 {
+		rs.Add1(scalar("cpus", cfg.CPUs))
+	}
+	if cfg.MemMiB > 0 {
+		rs.Add1(scalar("mem", cfg.MemMiB))
+	}
+	if cfg.DiskMiB > 0 {
+		rs.Add1(scalar("disk", cfg.DiskMiB))
+	}
+	if len(cfg.Ports) > 0 {
+		ranges := make([]mesos.Value_Range, 0, len(cfg.Ports))
+		for _, p := range cfg.Ports {
+			ranges = append(ranges, mesos.Value_Range{Begin: p.Begin, End: p.End})
+		}
+		rs.Add1(mesos.Resource{Name: "ports", Type: mesos.RANGES.Enum(), Role: &star,
+			Ranges: &mesos.Value_Ranges{Range: mesos.Ranges(ranges).Sort().Squash()}})
+	}
+	return rs
+}
+
+// agentByIDLocked finds a registered agent.
+func (s *Server) agentByIDLocked(id string) *agent { return s.agents[id] }

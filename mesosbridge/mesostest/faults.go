@@ -1,0 +1,288 @@
+package mesostest
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// findTaskLocked finds a live task by ID across frameworks.
+func (s *Server) findTaskLocked(taskID string) *task {
+	ids := make([]string, 0, len(s.frameworks))
+	for id := range s.frameworks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if t := s.frameworks[id].tasks[taskID]; t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// FailTask makes a task report state with reason and message, as if its
+// executor or agent did. A terminal state stops the task (its process is
+// killed at once); a non-terminal one is just reported.
+func (s *Server) FailTask(taskID string, state mesos.TaskState, reason mesos.TaskStatus_Reason, message string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.findTaskLocked(taskID)
+	if t == nil || t.terminal() {
+		return fmt.Errorf("no live task %q", taskID)
+	}
+	s.log.Info("fault injection: task state forced", "taskID", taskID, "state", state.String(), "reason", reason.String())
+	if isTerminal(state) && t.proc != nil {
+		t.proc.terminate(0)
+	}
+	r := reason
+	s.updateTaskLocked(t, state, &r, message, mesos.SOURCE_EXECUTOR)
+	return nil
+}
+
+// SetTaskHealth overrides the health check result of a task: simulated
+// tasks report it at once, process tasks at their next check (where
+// consecutive failures kill the task, as in Mesos).
+func (s *Server) SetTaskHealth(taskID string, healthy bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.findTaskLocked(taskID)
+	if t == nil || t.terminal() {
+		return fmt.Errorf("no live task %q", taskID)
+	}
+	h := healthy
+	t.healthOverride = &h
+	if t.proc == nil && t.state == mesos.TASK_RUNNING && (t.healthy == nil || *t.healthy != healthy) {
+		s.healthUpdateLocked(t, healthy)
+	}
+	return nil
+}
+
+// LoseAgent marks an agent unreachable, as the master does when an agent
+// stops answering health checks: its offers are rescinded and its tasks
+// reported TASK_UNREACHABLE to partition-aware frameworks (TASK_LOST to the
+// others). Processes keep running, as on a partitioned machine.
+func (s *Server) LoseAgent(hostname string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agentsByHost[hostname]
+	if a == nil {
+		return fmt.Errorf("no agent with hostname %q", hostname)
+	}
+	if !a.reachable {
+		return nil
+	}
+	s.log.Info("fault injection: agent unreachable", "agentID", a.id, "hostname", hostname)
+	a.reachable = false
+	a.unreachableSince = time.Now()
+	for _, o := range a.offers {
+		s.removeOfferLocked(o, true)
+	}
+	message := fmt.Sprintf("Agent %s (%s) is unreachable", a.id, a.hostname)
+	unreachableTime := &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
+	for _, t := range tasksOf(a) {
+		if t.removed || t.terminal() {
+			continue
+		}
+		fw := t.fw
+		state := s.lostState(fw, mesos.TASK_UNREACHABLE)
+		reason := mesos.REASON_AGENT_REMOVED
+		src := mesos.SOURCE_MASTER
+		now := float64(time.Now().UnixNano()) / 1e9
+		status := mesos.TaskStatus{
+			TaskID: mesos.TaskID{Value: t.id}, State: &state, Source: &src, Reason: &reason,
+			Message: stringPtr(message), AgentID: &mesos.AgentID{Value: a.id},
+			ExecutorID: &mesos.ExecutorID{Value: t.executorID}, Timestamp: &now, UnreachableTime: unreachableTime,
+		}
+		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
+		delete(fw.tasks, t.id)
+		if fw.partitionAware {
+			fw.unreachable[t.id] = t
+		} else {
+			// The master forgets the task; the agent will be told to kill it
+			// if it ever comes back.
+			t.statuses = append(t.statuses, status)
+			fw.completed = append(fw.completed, t)
+		}
+	}
+	return nil
+}
+
+// RestoreAgent brings an unreachable agent back (it reregisters). Tasks of
+// partition-aware frameworks are known again with their current state and
+// pending updates are resent; tasks of other frameworks, already reported
+// LOST, are killed, as the master does on reregistration.
+func (s *Server) RestoreAgent(hostname string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agentsByHost[hostname]
+	if a == nil {
+		return fmt.Errorf("no agent with hostname %q", hostname)
+	}
+	if a.reachable {
+		return nil
+	}
+	s.log.Info("fault injection: agent reregistered", "agentID", a.id, "hostname", hostname)
+	a.reachable = true
+	for _, t := range tasksOf(a) {
+		fw := t.fw
+		if fw.unreachable[t.id] == t && s.frameworks[fw.id] == fw {
+			delete(fw.unreachable, t.id)
+			fw.tasks[t.id] = t
+			s.resendPendingUpdateLocked(t)
+			continue
+		}
+		if !t.removed {
+			// Killed without telling the framework (it saw TASK_LOST).
+			t.removed = true
+			if t.proc != nil {
+				t.proc.terminate(0)
+			}
+			if !t.released {
+				t.released = true
+				a.free.Add(unallocated(t.resources)...)
+			}
+			if t.health != nil {
+				t.health.stop()
+				t.health = nil
+			}
+			s.stopTimerLocked(t.retryTimer)
+			s.stopTimerLocked(t.stateTimer)
+			delete(a.tasks, t)
+		}
+	}
+	s.triggerAllocation()
+	return nil
+}
+
+func tasksOf(a *agent) []*task {
+	out := make([]*task, 0, len(a.tasks))
+	for t := range a.tasks {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// DropStream closes a framework's event stream from the master's side (as a
+// broken connection would); the framework is disconnected and must
+// resubscribe within its failover timeout.
+func (s *Server) DropStream(frameworkID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fw := s.frameworks[frameworkID]
+	if fw == nil || fw.stream == nil {
+		return fmt.Errorf("framework %q is not subscribed", frameworkID)
+	}
+	s.log.Info("fault injection: dropping stream", "frameworkID", frameworkID)
+	s.disconnectLocked(fw, "stream dropped by fault injection")
+	return nil
+}
+
+// StopHeartbeats stops (or resumes) HEARTBEAT events on a framework's
+// current stream, so a scheduler's heartbeat-miss detection can be tested.
+func (s *Server) StopHeartbeats(frameworkID string, stopped bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fw := s.frameworks[frameworkID]
+	if fw == nil || fw.stream == nil {
+		return fmt.Errorf("framework %q is not subscribed", frameworkID)
+	}
+	s.log.Info("fault injection: heartbeats", "frameworkID", frameworkID, "stopped", stopped)
+	fw.stream.heartbeatsStopped.Store(stopped)
+	return nil
+}
+
+// DelayCalls delays every scheduler API request by d before it is handled
+// (0 stops delaying).
+func (s *Server) DelayCalls(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log.Info("fault injection: delaying calls", "delay", d.String())
+	s.callDelay = d
+}
+
+// RejectCalls answers every scheduler API request with the given HTTP
+// status (e.g. 500, 429); 0 stops rejecting.
+func (s *Server) RejectCalls(status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log.Info("fault injection: rejecting calls", "status", status)
+	s.rejectStatus = status
+}
+
+// SetUnavailable makes every master answer 503 "No leader elected" (true)
+// or restores the leader (false). Subscriptions are closed when leadership
+// is lost, as a master that loses its ZooKeeper session does.
+func (s *Server) SetUnavailable(unavailable bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.log.Info("fault injection: leader availability", "unavailable", unavailable)
+	if unavailable && !s.noLeader {
+		s.disconnectAllLocked("leader lost")
+	}
+	s.noLeader = unavailable
+}
+
+// AddMaster starts another master address in front of the same cluster
+// state. It does not lead (it answers 307 to the leader) until FailoverTo
+// elects it. It returns its base URL.
+func (s *Server) AddMaster() (url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.newMaster("127.0.0.1:0")
+	if err != nil {
+		panic(fmt.Sprintf("mesostest: %v", err))
+	}
+	if !s.closed && s.leader != nil && s.leader.started {
+		s.serveLocked(m)
+	}
+	s.log.Info("master added", "url", m.url)
+	return m.url
+}
+
+// MasterURLs lists the base URLs of all masters, the first one first.
+func (s *Server) MasterURLs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, len(s.masters))
+	for i, m := range s.masters {
+		out[i] = m.url
+	}
+	return out
+}
+
+// FailoverTo makes the master at url the leader. Every subscription is
+// closed (the old leader's connections die with it); frameworks must
+// resubscribe to the new leader with their framework ID, within their
+// failover timeout, and find their tasks as they left them.
+func (s *Server) FailoverTo(url string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.masters {
+		if m.url == url {
+			s.log.Info("fault injection: master failover", "newLeader", url)
+			s.disconnectAllLocked("master failover")
+			s.leader = m
+			s.noLeader = false
+			return nil
+		}
+	}
+	return fmt.Errorf("no master at %q", url)
+}
+
+func (s *Server) disconnectAllLocked(why string) {
+	ids := make([]string, 0, len(s.frameworks))
+	for id, fw := range s.frameworks {
+		if fw.stream != nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		s.disconnectLocked(s.frameworks[id], why)
+	}
+}

@@ -1,0 +1,535 @@
+package mesostest
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/google/uuid"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// maxStatusRetryInterval is the agent's STATUS_UPDATE_RETRY_INTERVAL_MAX.
+const maxStatusRetryInterval = 10 * time.Minute
+
+// maxTaskStatuses bounds the status history kept per task for /state.
+const maxTaskStatuses = 10
+
+// task is a launched task as the master and its agent know it.
+type task struct {
+	id        string
+	info      mesos.TaskInfo // as launched, secrets included: never rendered raw
+	fw        *framework
+	agent     *agent
+	role      string
+	resources mesos.Resources // with AllocationInfo
+	// executorID is the command executor's ID (the task ID) or the
+	// LAUNCH_GROUP executor's ID.
+	executorID string
+	group      *taskGroup
+
+	state    mesos.TaskState
+	statuses []mesos.TaskStatus
+	healthy  *bool
+	released bool // resources returned to the agent
+
+	// pending holds updates that need an acknowledgement, oldest first; the
+	// head is in flight and retried with backoff until acknowledged.
+	pending       []mesos.TaskStatus
+	retryTimer    *time.Timer
+	retryInterval time.Duration
+
+	stateTimer     *time.Timer // staging/starting progression of simulated tasks
+	killing        bool
+	proc           *taskProcess
+	health         *healthChecker
+	healthOverride *bool // SetTaskHealth
+	sandbox        string
+	removed        bool // no longer tracked by the master (completed or abandoned)
+}
+
+// taskGroup ties the tasks of one LAUNCH_GROUP to their executor's resources.
+type taskGroup struct {
+	executorID string
+	resources  mesos.Resources
+	tasks      []*task
+	released   bool
+}
+
+func (t *task) terminal() bool { return isTerminal(t.state) }
+
+func isTerminal(state mesos.TaskState) bool {
+	switch state {
+	case mesos.TASK_FINISHED, mesos.TASK_FAILED, mesos.TASK_KILLED, mesos.TASK_ERROR,
+		mesos.TASK_LOST, mesos.TASK_DROPPED, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR:
+		return true
+	}
+	return false
+}
+
+// statusUpdateState is the state reconciliation reports: the state of the
+// update being delivered if one is pending (Task.status_update_state).
+func (t *task) statusUpdateState() mesos.TaskState {
+	if len(t.pending) > 0 {
+		return *t.pending[0].State
+	}
+	return t.state
+}
+
+// launchTaskLocked creates a task in TASK_STAGING and schedules its start.
+func (s *Server) launchTaskLocked(fw *framework, a *agent, info mesos.TaskInfo, role string, group *taskGroup) *task {
+	t := &task{
+		id:        info.TaskID.Value,
+		info:      info,
+		fw:        fw,
+		agent:     a,
+		role:      role,
+		resources: cloneResources(info.Resources),
+		state:     mesos.TASK_STAGING,
+		group:     group,
+	}
+	if group != nil {
+		t.executorID = group.executorID
+		group.tasks = append(group.tasks, t)
+	} else if info.Executor != nil {
+		t.executorID = info.Executor.ExecutorID.Value
+	} else {
+		t.executorID = t.id
+	}
+	fw.tasks[t.id] = t
+	a.tasks[t] = struct{}{}
+	s.log.Info("launching task", "frameworkID", fw.id, "taskID", t.id, "name", info.Name,
+		"agent", a.hostname, "mode", map[bool]string{true: "process", false: "simulated"}[s.runsAsProcess(t)],
+		"resources", mesos.Resources(info.Resources).String())
+	t.stateTimer = s.afterLocked(s.opts.StagingDelay, func() { s.startTaskLocked(t) })
+	return t
+}
+
+// runsAsProcess tells whether a task runs for real: a plain command (no
+// container image, no custom executor) on an agent with RunProcesses.
+func (s *Server) runsAsProcess(t *task) bool {
+	if !t.agent.cfg.RunProcesses || t.info.Command == nil {
+		return false
+	}
+	if t.info.Executor != nil {
+		return false
+	}
+	if c := t.info.Container; c != nil {
+		if c.GetType() == mesos.ContainerInfo_DOCKER || c.Docker != nil {
+			return false
+		}
+		if c.Mesos != nil && c.Mesos.Image != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) startTaskLocked(t *task) {
+	t.stateTimer = nil
+	if t.removed || t.terminal() {
+		return
+	}
+	if s.runsAsProcess(t) {
+		s.startProcessLocked(t)
+		return
+	}
+	// Simulated: the executor reports STARTING, then RUNNING.
+	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
+	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
+		t.stateTimer = nil
+		if t.removed || t.terminal() || t.killing {
+			return
+		}
+		s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
+		s.startHealthCheckLocked(t)
+	})
+}
+
+// updateTaskLocked records a new state reported by the agent or executor
+// and queues the acknowledged status update for the framework.
+func (s *Server) updateTaskLocked(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, message string, source mesos.TaskStatus_Source) {
+	if t.removed || t.terminal() {
+		return
+	}
+	status := s.newStatus(t, state, reason, message, source)
+	status.UUID = newUUIDBytes()
+	s.recordStatusLocked(t, status)
+	s.log.Info("task state changed", "frameworkID", t.fw.id, "taskID", t.id, "state", state.String(),
+		"reason", reasonString(reason), "message", message)
+	t.pending = append(t.pending, status)
+	if len(t.pending) == 1 {
+		t.retryInterval = s.opts.StatusUpdateRetryInterval
+		s.sendPendingHeadLocked(t)
+	}
+}
+
+// healthUpdateLocked reports a health change while the task runs.
+func (s *Server) healthUpdateLocked(t *task, healthy bool) {
+	if t.removed || t.terminal() || t.state != mesos.TASK_RUNNING {
+		return
+	}
+	h := healthy
+	t.healthy = &h
+	reason := mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
+	status := s.newStatus(t, mesos.TASK_RUNNING, &reason, "", mesos.SOURCE_EXECUTOR)
+	status.UUID = newUUIDBytes()
+	s.recordStatusLocked(t, status)
+	s.log.Info("task health changed", "frameworkID", t.fw.id, "taskID", t.id, "healthy", healthy)
+	t.pending = append(t.pending, status)
+	if len(t.pending) == 1 {
+		t.retryInterval = s.opts.StatusUpdateRetryInterval
+		s.sendPendingHeadLocked(t)
+	}
+}
+
+func (s *Server) newStatus(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, message string, source mesos.TaskStatus_Source) mesos.TaskStatus {
+	st := state
+	src := source
+	now := float64(time.Now().UnixNano()) / 1e9
+	status := mesos.TaskStatus{
+		TaskID:     mesos.TaskID{Value: t.id},
+		State:      &st,
+		Source:     &src,
+		AgentID:    &mesos.AgentID{Value: t.agent.id},
+		ExecutorID: &mesos.ExecutorID{Value: t.executorID},
+		Timestamp:  &now,
+		Healthy:    t.healthy,
+	}
+	if reason != nil {
+		r := *reason
+		status.Reason = &r
+	}
+	if message != "" {
+		m := message
+		status.Message = &m
+	}
+	return status
+}
+
+// recordStatusLocked applies a status to the master's view of the task.
+func (s *Server) recordStatusLocked(t *task, status mesos.TaskStatus) {
+	t.state = *status.State
+	t.statuses = append(t.statuses, status)
+	if len(t.statuses) > maxTaskStatuses {
+		t.statuses = append([]mesos.TaskStatus(nil), t.statuses[len(t.statuses)-maxTaskStatuses:]...)
+	}
+	if t.terminal() {
+		s.taskTerminatedLocked(t)
+	}
+}
+
+// taskTerminatedLocked releases what a terminal task held.
+func (s *Server) taskTerminatedLocked(t *task) {
+	s.stopTimerLocked(t.stateTimer)
+	t.stateTimer = nil
+	if t.health != nil {
+		t.health.stop()
+		t.health = nil
+	}
+	if !t.released {
+		t.released = true
+		t.agent.free.Add(unallocated(t.resources)...)
+		delete(t.agent.tasks, t)
+		s.triggerAllocation()
+	}
+	if g := t.group; g != nil {
+		allDone := true
+		for _, other := range g.tasks {
+			if !other.terminal() {
+				allDone = false
+			}
+		}
+		if allDone && !g.released {
+			g.released = true
+			t.agent.free.Add(unallocated(g.resources)...)
+		}
+		// The default executor kills the rest of the group when one fails.
+		if t.state != mesos.TASK_FINISHED && !allDone {
+			for _, other := range g.tasks {
+				if !other.terminal() && !other.killing {
+					s.killTaskLocked(other, nil)
+				}
+			}
+		}
+	}
+}
+
+// sendPendingHeadLocked (re)sends the oldest unacknowledged update and
+// schedules its retry, as the agent's status update manager does.
+func (s *Server) sendPendingHeadLocked(t *task) {
+	if len(t.pending) == 0 {
+		return
+	}
+	s.stopTimerLocked(t.retryTimer)
+	if t.agent.reachable {
+		t.fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: t.pending[0]}})
+	}
+	interval := t.retryInterval
+	if interval <= 0 {
+		interval = s.opts.StatusUpdateRetryInterval
+	}
+	t.retryTimer = s.afterLocked(interval, func() {
+		t.retryTimer = nil
+		if t.removed {
+			return
+		}
+		t.retryInterval *= 2
+		if t.retryInterval > maxStatusRetryInterval {
+			t.retryInterval = maxStatusRetryInterval
+		}
+		s.sendPendingHeadLocked(t)
+	})
+}
+
+// resendPendingUpdateLocked resends the head update at once (framework
+// resubscribed or agent came back).
+func (s *Server) resendPendingUpdateLocked(t *task) {
+	if len(t.pending) > 0 && !t.removed {
+		t.retryInterval = s.opts.StatusUpdateRetryInterval
+		s.sendPendingHeadLocked(t)
+	}
+}
+
+// acknowledgeLocked handles ACKNOWLEDGE. Unknown tasks or UUIDs are
+// ignored, as by the master.
+func (s *Server) acknowledgeLocked(fw *framework, ack *scheduler.Call_Acknowledge) {
+	t := fw.tasks[ack.TaskID.Value]
+	if t == nil || t.agent.id != ack.AgentID.Value || len(t.pending) == 0 ||
+		!bytes.Equal(t.pending[0].UUID, ack.UUID) {
+		s.log.V(1).Info("ignoring acknowledgement", "frameworkID", fw.id, "taskID", ack.TaskID.Value)
+		return
+	}
+	acked := t.pending[0]
+	t.pending = t.pending[1:]
+	s.stopTimerLocked(t.retryTimer)
+	t.retryTimer = nil
+	if len(t.pending) > 0 {
+		t.retryInterval = s.opts.StatusUpdateRetryInterval
+		s.sendPendingHeadLocked(t)
+		return
+	}
+	if isTerminal(*acked.State) {
+		s.completeTaskLocked(t)
+	}
+}
+
+// completeTaskLocked moves a terminal, acknowledged task to the
+// framework's bounded completed history.
+func (s *Server) completeTaskLocked(t *task) {
+	if t.removed {
+		return
+	}
+	t.removed = true
+	s.stopTimerLocked(t.retryTimer)
+	t.retryTimer = nil
+	t.pending = nil
+	delete(t.fw.tasks, t.id)
+	delete(t.fw.unreachable, t.id)
+	delete(t.agent.tasks, t)
+	t.fw.completed = append(t.fw.completed, t)
+	if over := len(t.fw.completed) - s.opts.MaxCompletedTasks; over > 0 {
+		t.fw.completed = append([]*task(nil), t.fw.completed[over:]...)
+	}
+}
+
+// abandonTaskLocked stops tracking a task and kills whatever runs for it.
+func (s *Server) abandonTaskLocked(t *task) {
+	if t.proc != nil {
+		t.proc.terminate(0)
+	}
+	if !t.terminal() {
+		reason := mesos.REASON_FRAMEWORK_REMOVED
+		st := s.newStatus(t, mesos.TASK_KILLED, &reason, "Framework removed", mesos.SOURCE_MASTER)
+		s.recordStatusLocked(t, st)
+	}
+	s.taskTerminatedLocked(t)
+	s.completeTaskLocked(t)
+}
+
+// removeTaskForFrameworkRemovalLocked kills a task of a removed framework:
+// the master marks it TASK_KILLED at once; the agent kills the process.
+func (s *Server) removeTaskForFrameworkRemovalLocked(t *task) {
+	s.abandonTaskLocked(t)
+}
+
+// killTaskLocked starts killing a task. grace overrides the task's
+// kill_policy when the KILL call carried one.
+func (s *Server) killTaskLocked(t *task, grace *time.Duration) {
+	if t.removed || t.terminal() {
+		return
+	}
+	if t.state == mesos.TASK_STAGING {
+		// Not yet delivered to an executor: the agent drops it.
+		reason := mesos.REASON_TASK_KILLED_DURING_LAUNCH
+		s.updateTaskLocked(t, mesos.TASK_KILLED, &reason, "Killed before delivery to the executor", mesos.SOURCE_AGENT)
+		return
+	}
+	if t.killing {
+		if t.proc != nil && grace != nil {
+			t.proc.terminate(*grace) // a shorter grace escalates, as the executor allows
+		}
+		return
+	}
+	t.killing = true
+	if t.fw.killingState {
+		s.updateTaskLocked(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
+	}
+	g := s.opts.KillGracePeriod
+	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
+		g = time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	if grace != nil {
+		g = *grace
+	}
+	if t.proc != nil {
+		t.proc.terminate(g)
+		return
+	}
+	// Simulated tasks stop as soon as the executor gets around to it.
+	s.stopTimerLocked(t.stateTimer)
+	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
+		t.stateTimer = nil
+		s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
+	})
+}
+
+// killLocked handles KILL. Unknown tasks are answered by reconciliation,
+// as the master does.
+func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
+	t := fw.tasks[k.TaskID.Value]
+	if t == nil {
+		s.log.Info("kill of unknown task; performing reconciliation", "frameworkID", fw.id, "taskID", k.TaskID.Value)
+		s.reconcileLocked(fw, &scheduler.Call_Reconcile{Tasks: []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}}})
+		return
+	}
+	var grace *time.Duration
+	if kp := k.KillPolicy; kp != nil && kp.GracePeriod != nil {
+		g := time.Duration(kp.GracePeriod.Nanoseconds)
+		if g < 0 {
+			g = 0
+		}
+		grace = &g
+	}
+	s.log.Info("killing task", "frameworkID", fw.id, "taskID", t.id)
+	s.killTaskLocked(t, grace)
+}
+
+// shutdownLocked handles SHUTDOWN: the executor and all its tasks go.
+func (s *Server) shutdownLocked(fw *framework, sh *scheduler.Call_Shutdown) {
+	for _, t := range sortedTasks(fw.tasks) {
+		if t.executorID == sh.ExecutorID.Value && t.agent.id == sh.AgentID.Value {
+			s.killTaskLocked(t, nil)
+		}
+	}
+}
+
+// reconcileLocked answers RECONCILE (see Master::reconcile): updates carry
+// REASON_RECONCILIATION, come from the master and have no UUID.
+func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
+	reason := mesos.REASON_RECONCILIATION
+	known := func(t *task, state mesos.TaskState) mesos.TaskStatus {
+		st := s.newStatus(t, state, &reason, "Reconciliation: Latest task state", mesos.SOURCE_MASTER)
+		return st
+	}
+	send := func(status mesos.TaskStatus) {
+		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
+	}
+	if len(rec.Tasks) == 0 {
+		for _, t := range sortedTasks(fw.tasks) {
+			send(known(t, t.statusUpdateState()))
+		}
+		for _, t := range sortedTasks(fw.unreachable) {
+			send(known(t, s.lostState(fw, mesos.TASK_UNREACHABLE)))
+		}
+		return
+	}
+	for _, rt := range rec.Tasks {
+		if t := fw.tasks[rt.TaskID.Value]; t != nil {
+			send(known(t, t.statusUpdateState()))
+			continue
+		}
+		if t := fw.unreachable[rt.TaskID.Value]; t != nil {
+			st := known(t, s.lostState(fw, mesos.TASK_UNREACHABLE))
+			st.Message = stringPtr("Reconciliation: Task is unreachable")
+			st.UnreachableTime = &mesos.TimeInfo{Nanoseconds: t.agent.unreachableSince.UnixNano()}
+			send(st)
+			continue
+		}
+		state, msg := mesos.TASK_UNKNOWN, "Reconciliation: Task is unknown"
+		var unreachableTime *mesos.TimeInfo
+		if rt.AgentID != nil {
+			if a := s.agents[rt.AgentID.Value]; a != nil {
+				if a.reachable {
+					state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
+				} else {
+					state, msg = mesos.TASK_UNREACHABLE, "Reconciliation: Task is unreachable"
+					unreachableTime = &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
+				}
+			}
+		}
+		state = s.lostState(fw, state)
+		src := mesos.SOURCE_MASTER
+		now := float64(time.Now().UnixNano()) / 1e9
+		st := mesos.TaskStatus{
+			TaskID:          rt.TaskID,
+			State:           &state,
+			Source:          &src,
+			Reason:          &reason,
+			Message:         stringPtr(msg),
+			AgentID:         rt.AgentID,
+			Timestamp:       &now,
+			UnreachableTime: unreachableTime,
+		}
+		send(st)
+	}
+}
+
+// lostState maps the partition-aware states to TASK_LOST for frameworks
+// without the PARTITION_AWARE capability.
+func (s *Server) lostState(fw *framework, state mesos.TaskState) mesos.TaskState {
+	if fw.partitionAware {
+		return state
+	}
+	switch state {
+	case mesos.TASK_UNREACHABLE, mesos.TASK_GONE, mesos.TASK_GONE_BY_OPERATOR, mesos.TASK_UNKNOWN, mesos.TASK_DROPPED:
+		return mesos.TASK_LOST
+	}
+	return state
+}
+
+// masterUpdateLocked sends an update the master generates itself (no UUID,
+// no acknowledgement): TASK_ERROR/TASK_DROPPED for invalid launches.
+func (s *Server) masterUpdateLocked(fw *framework, info *mesos.TaskInfo, agentID string, state mesos.TaskState, reason mesos.TaskStatus_Reason, message string) {
+	state = s.lostState(fw, state)
+	src := mesos.SOURCE_MASTER
+	now := float64(time.Now().UnixNano()) / 1e9
+	status := mesos.TaskStatus{
+		TaskID:    info.TaskID,
+		State:     &state,
+		Source:    &src,
+		Reason:    &reason,
+		Message:   stringPtr(message),
+		Timestamp: &now,
+	}
+	if agentID != "" {
+		status.AgentID = &mesos.AgentID{Value: agentID}
+	}
+	s.log.Info("task launch refused", "frameworkID", fw.id, "taskID", info.TaskID.Value, "state", state.String(),
+		"reason", reason.String(), "message", message)
+	fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
+}
+
+func newUUIDBytes() []byte {
+	u := uuid.New()
+	return u[:]
+}
+
+func stringPtr(s string) *string { return &s }
+
+func reasonString(r *mesos.TaskStatus_Reason) string {
+	if r == nil {
+		return ""
+	}
+	return r.String()
+}
