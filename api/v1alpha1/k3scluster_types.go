@@ -252,7 +252,7 @@ type TaskResources struct {
 
 // Constraint is a Marathon placement constraint: field (hostname or an agent attribute),
 // operator, and value where the operator needs one.
-// +kubebuilder:validation:XValidation:rule="self.operator in ['UNIQUE', 'CLUSTER', 'GROUP_BY'] || (has(self.value) && self.value != '')",message="operator needs a value (LIKE, UNLIKE, MAX_PER and IS do)",fieldPath=".value"
+// +kubebuilder:validation:XValidation:rule="self.operator in ['UNIQUE', 'CLUSTER', 'GROUP_BY'] || (has(self.value) && size(self.value) > 0)",message="operator needs a value (LIKE, UNLIKE, MAX_PER and IS do)",fieldPath=".value"
 // +kubebuilder:validation:XValidation:rule="self.operator != 'UNIQUE' || !has(self.value)",message="UNIQUE takes no value",fieldPath=".value"
 // +kubebuilder:validation:XValidation:rule="!(self.operator in ['MAX_PER', 'GROUP_BY']) || !has(self.value) || self.value.matches('^[1-9][0-9]*$')",message="MAX_PER and GROUP_BY take a positive whole number",fieldPath=".value"
 type Constraint struct {
@@ -315,7 +315,7 @@ type DatastoreSpec struct {
 }
 
 // NetworkSpec is how tasks are networked and the cluster's address ranges.
-// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'CNI' || (has(self.name) && self.name != '')",message="network mode CNI needs the name of the Mesos/Docker network",fieldPath=".name"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'CNI' || (has(self.name) && size(self.name) > 0)",message="network mode CNI needs the name of the Mesos/Docker network",fieldPath=".name"
 type NetworkSpec struct {
 	// Mode is Host (tasks use the agent's network and offered ports) or CNI (a named
 	// Mesos/Docker network).
@@ -350,7 +350,7 @@ type NetworkSpec struct {
 type KubeconfigSpec struct {
 	// Endpoint overrides the server URL in the kubeconfig (a stable DNS name or load
 	// balancer, https://host[:port]); it is also added to the server certificate SANs.
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && url(self).getHostname() != ''",message="endpoint must be an https:// URL with a host"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'https' && size(url(self).getHostname()) > 0",message="endpoint must be an https:// URL with a host"
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 	// SecretMetadata is added to the kubeconfig Secret (e.g. labels Argo CD looks for).
