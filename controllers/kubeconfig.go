@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // adminCertValidity is the life of the admin client certificate in the kubeconfig
