@@ -82,11 +82,23 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 	accepts := make([]*offerAccept, len(offers))
 	launches := make([][]mesos.TaskInfo, len(offers)) // one LAUNCH per offer, after its RESERVE/CREATE
 	unplaced := map[string]string{}
-	blockedBelow, blockedBy := 0, ""
+	seen := make(map[string]bool, len(pending))
+	// The plan stops at the order of the first task that could not be placed: tasks of
+	// that order still get their chance, later orders wait for the next round.
+	stopOrder, stoppedBy := 0, ""
+	stop := func(spec TaskSpec) {
+		if stoppedBy == "" {
+			stopOrder, stoppedBy = spec.Order, spec.Name
+		}
+	}
 
 	for _, spec := range pending {
-		if blockedBy != "" && spec.Order > blockedBelow {
-			unplaced[spec.Name] = "waiting for " + blockedBy + " (earlier in the launch plan)"
+		if seen[spec.Name] {
+			continue // one task per name; the first in plan order counts
+		}
+		seen[spec.Name] = true
+		if stoppedBy != "" && spec.Order > stopOrder {
+			unplaced[spec.Name] = "waiting for " + stoppedBy + " (earlier in the launch plan)"
 			continue
 		}
 		err := ValidateTaskSpec(spec)
@@ -96,7 +108,7 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 		}
 		if err != nil {
 			unplaced[spec.Name] = "invalid task spec: " + err.Error()
-			blockedBelow, blockedBy = spec.Order, spec.Name
+			stop(spec)
 			continue
 		}
 		idx := siblings.index(spec.Role, cs)
@@ -134,7 +146,7 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 		}
 		if !placed {
 			unplaced[spec.Name] = why.String(end - first)
-			blockedBelow, blockedBy = spec.Order, spec.Name
+			stop(spec)
 		}
 	}
 

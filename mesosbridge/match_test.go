@@ -426,3 +426,10 @@ func TestMatchWithNoOffersOrNoTasks(t *testing.T) {
 		t.Errorf("%+v", r)
 	}
 }
+
+func TestMatchLaunchesOneTaskPerName(t *testing.T) {
+	r := matchOffers(roundInput(pendingAgent(0, 0), pendingAgent(0, 0)), offers(offerSpec{id: "o1", host: "h1", cpus: 8, mem: 8192}))
+	if got := launchedNames(r); !reflect.DeepEqual(got, map[string][]string{"o1": {"agent-0"}}) {
+		t.Errorf("launched %v", got)
+	}
+}
