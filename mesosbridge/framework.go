@@ -17,6 +17,8 @@ const (
 	LabelTaskRole         = "mesosk3s.io/role"
 	LabelTaskIndex        = "mesosk3s.io/index"
 	LabelSpecHash         = "mesosk3s.io/spec-hash"
+	// LabelTaskName is on reservations, which outlive the task that asked for them.
+	LabelTaskName = "mesosk3s.io/task"
 )
 
 // FrameworkName is the Mesos framework name of a cluster: k3s:<namespace>/<name>.

@@ -304,7 +304,7 @@ func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launche
 func reserved(r mesos.Resource, fw FrameworkConfig, taskName string) mesos.Resource {
 	r.Role = ptr(fw.Role)
 	info := &mesos.Resource_ReservationInfo{
-		Labels: mesosLabels(map[string]string{LabelClusterUID: fw.ClusterUID, "mesosk3s.io/task": taskName}),
+		Labels: mesosLabels(map[string]string{LabelClusterUID: fw.ClusterUID, LabelTaskName: taskName}),
 	}
 	if fw.Principal != "" {
 		info.Principal = ptr(fw.Principal)

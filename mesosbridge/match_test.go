@@ -350,6 +350,13 @@ func TestMatchPersistentVolumes(t *testing.T) {
 			res.GetAllocationInfo().GetRole() != "k3s" {
 			t.Errorf("reserve %+v", res)
 		}
+		labels := map[string]string{}
+		for _, l := range res.GetReservation().GetLabels().GetLabels() {
+			labels[l.Key] = l.GetValue()
+		}
+		if labels[LabelTaskName] != "datastore-0" || labels[LabelClusterUID] != fw.ClusterUID {
+			t.Errorf("reservation labels %v", labels)
+		}
 		vol := a.Operations[1].Create.Volumes[0]
 		if vol.GetDisk().GetPersistence().GetID() != volID || vol.GetDisk().GetVolume().GetContainerPath() != "etcd-data" ||
 			vol.GetDisk().GetVolume().GetMode() != mesos.RW {
