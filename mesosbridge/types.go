@@ -92,11 +92,9 @@ type Resources struct {
 	DiskMiB float64 // sandbox disk; a persistent volume is requested with TaskSpec.Volume
 }
 
-// Well-known port names. Any name is allowed; these two mean something to K3s.
-const (
-	// PortAPI is the server's HTTPS port (Kubernetes API and K3s supervisor, --https-listen-port).
-	PortAPI = "api"
-)
+// PortAPI is the port name a server must have: its HTTPS port, serving both the
+// Kubernetes API and the K3s supervisor (--https-listen-port). Other names are free.
+const PortAPI = "api"
 
 // Constraint is a Marathon-style placement constraint over "hostname" or an agent attribute.
 type Constraint struct {
