@@ -397,3 +397,48 @@ func TestTaskIDs(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildTaskInfoDatastore(t *testing.T) {
+	ds := TaskSpec{
+		Name: "datastore-0", Role: RoleDatastore, Runtime: RuntimeDocker, Image: "mysql:8.4",
+		Resources: Resources{CPUs: 1, MemMiB: 1024}, Ports: []string{"mysql"}, NetworkMode: NetworkHost,
+		Env:     map[string]string{"MYSQL_DATABASE": "k3s"},
+		Secrets: map[string][]byte{"MYSQL_ROOT_PASSWORD": []byte("DB-ROOT-PASSWORD")},
+	}
+	info, err := buildTaskInfo(testFramework(), ds, testPlacement(map[string]uint32{"mysql": 31306}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := info.GetCommand()
+	if cmd.GetShell() || cmd.Value != nil {
+		t.Errorf("without a command the image entrypoint runs: %+v", cmd)
+	}
+	if d := info.GetContainer().GetDocker(); d.Image != "mysql:8.4" || len(d.Parameters) != 0 {
+		t.Errorf("docker %+v", d)
+	}
+	if info.HealthCheck != nil {
+		t.Errorf("no health check for datastores")
+	}
+	env := map[string]*mesos.Environment_Variable{}
+	for i, v := range cmd.GetEnvironment().GetVariables() {
+		env[v.Name] = &cmd.Environment.Variables[i]
+	}
+	if env["MYSQL_DATABASE"].GetValue() != "k3s" || env["PORT_MYSQL"].GetValue() != "31306" ||
+		env["MYSQL_ROOT_PASSWORD"].GetType() != mesos.Environment_Variable_SECRET || env["MYSQL_ROOT_PASSWORD"].Value != nil {
+		t.Errorf("env %+v", env)
+	}
+
+	ds.Command = `exec mysqld --datadir="$DATA_DIR" --port="$PORT_MYSQL"`
+	info, err = buildTaskInfo(testFramework(), ds, testPlacement(map[string]uint32{"mysql": 31306}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "DATA_DIR=\"$MESOS_SANDBOX\"/data\nexport DATA_DIR\nmkdir -p \"$DATA_DIR\"\n" + ds.Command + "\n"
+	if !info.GetCommand().GetShell() || info.GetCommand().GetValue() != want {
+		t.Errorf("command %q", info.GetCommand().GetValue())
+	}
+	ds.Runtime = RuntimeBinary
+	if _, err := buildTaskInfo(testFramework(), ds, testPlacement(nil)); err == nil {
+		t.Errorf("Binary datastore accepted")
+	}
+}
