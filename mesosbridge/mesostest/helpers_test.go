@@ -71,6 +71,7 @@ type rawClient struct {
 	streamID    string
 	resp        *http.Response
 	events      chan *scheduler.Event
+	backlog     []*scheduler.Event
 	readerDone  chan struct{}
 }
 
@@ -176,6 +177,7 @@ func (c *rawClient) subscribe(info *mesos.FrameworkInfo) *scheduler.Event {
 		c.t.Fatal("SUBSCRIBE response without Mesos-Stream-Id")
 	}
 	c.events = make(chan *scheduler.Event, 10000)
+	c.backlog = nil
 	c.readerDone = make(chan struct{})
 	go c.readEvents(resp.Body, c.events, c.readerDone)
 	ev := c.next(time.Second*5, func(e *scheduler.Event) bool {
@@ -219,9 +221,17 @@ func readFrame(r framing.Reader) ([]byte, error) {
 	return append([]byte(nil), frame...), nil
 }
 
-// next returns the first event (skipping others) that matches.
+// next returns the first event that matches, oldest first. Events that do
+// not match are kept for later calls, so waiting for one kind of event
+// never loses another.
 func (c *rawClient) next(timeout time.Duration, match func(*scheduler.Event) bool) *scheduler.Event {
 	c.t.Helper()
+	for i, ev := range c.backlog {
+		if match(ev) {
+			c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
+			return ev
+		}
+	}
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -231,6 +241,9 @@ func (c *rawClient) next(timeout time.Duration, match func(*scheduler.Event) boo
 			}
 			if match(ev) {
 				return ev
+			}
+			if ev.Type != scheduler.Event_HEARTBEAT {
+				c.backlog = append(c.backlog, ev)
 			}
 		case <-deadline:
 			c.t.Fatalf("timed out waiting for event")
@@ -346,4 +359,38 @@ func (s *safeBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
+}
+
+// declinePendingOffers declines every offer that arrives within a short
+// quiet period (offers already in flight when suppressing).
+func (c *rawClient) declinePendingOffers() {
+	c.t.Helper()
+	pending := c.backlog
+	c.backlog = nil
+	for _, ev := range pending {
+		if ev.Type == scheduler.Event_OFFERS {
+			for _, o := range ev.Offers.Offers {
+				c.mustCall(&scheduler.Call{Type: scheduler.Call_DECLINE, Decline: &scheduler.Call_Decline{
+					OfferIDs: []mesos.OfferID{o.ID}, Filters: &mesos.Filters{RefuseSeconds: proto.Float64(0)}}})
+			}
+		} else {
+			c.backlog = append(c.backlog, ev)
+		}
+	}
+	for {
+		select {
+		case ev, ok := <-c.events:
+			if !ok {
+				return
+			}
+			if ev.Type == scheduler.Event_OFFERS {
+				for _, o := range ev.Offers.Offers {
+					c.mustCall(&scheduler.Call{Type: scheduler.Call_DECLINE, Decline: &scheduler.Call_Decline{
+						OfferIDs: []mesos.OfferID{o.ID}, Filters: &mesos.Filters{RefuseSeconds: proto.Float64(0)}}})
+				}
+			}
+		case <-time.After(100 * time.Millisecond):
+			return
+		}
+	}
 }
