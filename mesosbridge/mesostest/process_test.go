@@ -1,0 +1,203 @@
+package mesostest
+
+import (
+	"archive/tar"
+	"archive/zip"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+)
+
+func writeTestFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func makeTarGz(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz := gzip.NewWriter(f)
+	tw := tar.NewWriter(gz)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(tw, content)
+	}
+	tw.Close()
+	gz.Close()
+}
+
+func makeZip(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zw := zip.NewWriter(f)
+	for name, content := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(w, content)
+	}
+	zw.Close()
+}
+
+func TestProcessModeFetchEnvironmentAndSecrets(t *testing.T) {
+	src := t.TempDir()
+	writeTestFile(t, filepath.Join(src, "hello.sh"), "#!/bin/sh\necho hello\n", 0o644)
+	writeTestFile(t, filepath.Join(src, "app.conf"), "key=value\n", 0o644)
+	makeTarGz(t, filepath.Join(src, "tools.tar.gz"), map[string]string{"bin/tool": "#!/bin/sh\n"})
+	makeZip(t, filepath.Join(src, "data.zip"), map[string]string{"z.txt": "zipped"})
+	served := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "served over loopback http")
+	}))
+	defer served.Close()
+
+	s := newTestServer(t, testOptions(), processAgent("127.0.0.1"))
+	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeJSON])
+	if err := g.subscribe(frameworkInfo("fetcher", partitionAwareCaps...)); err != nil {
+		t.Fatal(err)
+	}
+	o := g.offer(2 * time.Second)
+	agent := o.AgentID.Value
+	const secretValue = "top-secret-value-4711"
+	secretType := mesos.Environment_Variable_SECRET
+	ti := commandTask("fetch", agent, `test -x hello.sh && test -f bin/tool && test -f z.txt && `+
+		`test -f conf/app.conf && test "$(cat served.txt)" = "served over loopback http" && ./hello.sh > /dev/null && `+
+		`echo "$MESOS_SANDBOX|$MESOS_TASK_ID|$MESOS_FRAMEWORK_ID|$MESOS_AGENT_ID|$PLAIN|$TOKEN" > env.out`, 0.1, 32)
+	ti.Command.URIs = []mesos.CommandInfo_URI{
+		{Value: "file://" + filepath.Join(src, "hello.sh"), Executable: proto.Bool(true)},
+		{Value: "file://" + filepath.Join(src, "tools.tar.gz")},
+		{Value: filepath.Join(src, "data.zip"), Extract: proto.Bool(true)},
+		{Value: "file://" + filepath.Join(src, "app.conf"), OutputFile: proto.String("conf/app.conf"), Cache: proto.Bool(true)},
+		{Value: served.URL + "/file", OutputFile: proto.String("served.txt")},
+	}
+	ti.Command.Environment = &mesos.Environment{Variables: []mesos.Environment_Variable{
+		{Name: "PLAIN", Value: proto.String("plain-value")},
+		{Name: "TOKEN", Type: &secretType, Secret: &mesos.Secret{Type: mesos.Secret_VALUE, Value: &mesos.Secret_Value{Data: []byte(secretValue)}}},
+	}}
+	badFetch := commandTask("bad-fetch", agent, "true", 0.1, 32)
+	badFetch.Command.URIs = []mesos.CommandInfo_URI{{Value: "file:///nonexistent/k3s"}}
+	remote := commandTask("remote-fetch", agent, "true", 0.1, 32)
+	remote.Command.URIs = []mesos.CommandInfo_URI{{Value: "http://example.com/k3s"}}
+	argv := commandTask("argv", agent, "/bin/sh", 0.1, 32)
+	argv.Command.Shell = proto.Bool(false)
+	argv.Command.Arguments = []string{"sh", "-c", "exit 3"}
+	g.launch(o, ti, badFetch, remote, argv)
+
+	done := g.update("fetch", 10*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) })
+	if done.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("fetch task: %s %q", done.GetState(), done.GetMessage())
+	}
+	for _, name := range []string{"bad-fetch", "remote-fetch"} {
+		st := g.update(name, 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) })
+		if st.GetState() != mesos.TASK_FAILED || st.GetReason() != mesos.REASON_CONTAINER_LAUNCH_FAILED {
+			t.Errorf("%s: %s %s %q", name, st.GetState(), st.GetReason(), st.GetMessage())
+		}
+	}
+	st := g.update("argv", 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) })
+	if st.GetState() != mesos.TASK_FAILED || st.GetMessage() != "Command exited with status 3" {
+		t.Errorf("argv: %s %q", st.GetState(), st.GetMessage())
+	}
+
+	sandbox := stateTask(s, "fetch").Sandbox
+	out, err := os.ReadFile(filepath.Join(sandbox, "env.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{sandbox, "fetch", g.frameworkID, agent, "plain-value", secretValue}, "|") + "\n"
+	if string(out) != want {
+		t.Fatalf("environment\n got %q\nwant %q", out, want)
+	}
+
+	// The secret never shows in /state.
+	resp, err := http.Get(s.URL() + "/master/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if strings.Contains(string(body), secretValue) || !strings.Contains(string(body), `"id":"fetch"`) {
+		t.Fatalf("/state leaks the secret or misses the task")
+	}
+}
+
+func TestProcessModeKillEscalatesAndReapsGroup(t *testing.T) {
+	s := newTestServer(t, testOptions(), processAgent("127.0.0.1"))
+	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeProtobuf])
+	if err := g.subscribe(frameworkInfo("killer", partitionAwareCaps...)); err != nil {
+		t.Fatal(err)
+	}
+	o := g.offer(2 * time.Second)
+	// The task ignores SIGTERM and leaves a child behind: only SIGKILL of
+	// the whole process group after the grace period stops it.
+	ti := commandTask("stubborn", o.AgentID.Value, `trap "" TERM; sleep 300 & echo $! > child.pid; wait`, 0.1, 32)
+	ti.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(300 * time.Millisecond)}}
+	g.launch(o, ti)
+	g.update("stubborn", 5*time.Second, inState(mesos.TASK_RUNNING))
+	sandbox := stateTask(s, "stubborn").Sandbox
+	var childPID int
+	eventually(t, 2*time.Second, "child pid", func() bool {
+		b, err := os.ReadFile(filepath.Join(sandbox, "child.pid"))
+		childPID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && childPID > 0
+	})
+	start := time.Now()
+	g.mustCall(killCall("stubborn", o.AgentID.Value))
+	g.update("stubborn", 2*time.Second, inState(mesos.TASK_KILLING))
+	killed := g.update("stubborn", 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) })
+	if killed.GetState() != mesos.TASK_KILLED || killed.GetMessage() != "Command terminated with signal Killed" {
+		t.Fatalf("killed: %s %q", killed.GetState(), killed.GetMessage())
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("SIGKILL came before the grace period: %v", d)
+	}
+	eventually(t, 2*time.Second, "child reaped", func() bool {
+		return syscall.Kill(childPID, 0) != nil
+	})
+}
+
+func TestCloseKillsProcesses(t *testing.T) {
+	s := NewServer(testOptions(), processAgent("127.0.0.1"))
+	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeJSON])
+	if err := g.subscribe(frameworkInfo("closer")); err != nil {
+		t.Fatal(err)
+	}
+	o := g.offer(2 * time.Second)
+	g.launch(o, commandTask("long", o.AgentID.Value, "echo $$ > pid; exec sleep 300", 0.1, 32))
+	g.update("long", 5*time.Second, inState(mesos.TASK_RUNNING))
+	sandbox := stateTask(s, "long").Sandbox
+	var pid int
+	eventually(t, 2*time.Second, "pid", func() bool {
+		b, err := os.ReadFile(filepath.Join(sandbox, "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	s.Close()
+	eventually(t, 2*time.Second, "process killed", func() bool { return syscall.Kill(pid, 0) != nil })
+	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
+		t.Fatalf("sandbox root not removed: %v", err)
+	}
+}
