@@ -1,0 +1,179 @@
+package controllers
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// testCluster is a K3sCluster with the CRD's defaults filled in, as the API server
+// would store a near-empty spec.
+func testCluster(mutate ...func(*v1alpha1.K3sCluster)) *v1alpha1.K3sCluster {
+	disk := resource.MustParse("2Gi")
+	res := v1alpha1.TaskResources{CPUs: resource.MustParse("1"), Memory: resource.MustParse("1Gi"), Disk: &disk}
+	c := &v1alpha1.K3sCluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "team", UID: "uid-1"},
+		Spec: v1alpha1.K3sClusterSpec{
+			Version: "v1.31.4+k3s1", Runtime: v1alpha1.RuntimeDocker, Image: "rancher/k3s",
+			Servers:   v1alpha1.ServersSpec{Replicas: 1, Resources: res},
+			Agents:    v1alpha1.AgentsSpec{Replicas: 1, Resources: res},
+			Datastore: v1alpha1.DatastoreSpec{Type: v1alpha1.DatastoreSQLite},
+			Network: v1alpha1.NetworkSpec{Mode: v1alpha1.NetworkHost, ClusterCIDR: "10.42.0.0/16",
+				ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local"},
+		},
+	}
+	for _, m := range mutate {
+		m(c)
+	}
+	return c
+}
+
+func names(ts []mesosbridge.TaskSpec) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func TestDesiredTasksFollowThePlan(t *testing.T) {
+	c := testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Datastore.Type = v1alpha1.DatastoreEmbeddedEtcd
+		c.Spec.Servers.Replicas = 3
+		c.Spec.Agents.Replicas = 2
+		c.Spec.Kubeconfig.Endpoint = "https://k3s.example.com:6443"
+	})
+	tok := map[string][]byte{mesosbridge.SecretToken: []byte("t")}
+	in := planInputs{serverSecrets: tok, agentSecrets: tok, serverURL: "https://h0:31000"}
+	tasks := desiredTasks(c, in)
+	if got, want := names(tasks), []string{"server-0", "server-1", "server-2", "agent-0", "agent-1"}; !slices.Equal(got, want) {
+		t.Fatalf("tasks = %v, want %v", got, want)
+	}
+	s0, s1, a0 := tasks[0], tasks[1], tasks[3]
+	if !(s0.Order < s1.Order && s1.Order < a0.Order) {
+		t.Errorf("plan order broken: server-0 %d, server-1 %d, agent-0 %d", s0.Order, s1.Order, a0.Order)
+	}
+	if !s0.K3s.ClusterInit || s1.K3s.ClusterInit || s0.K3s.ServerURL != "" || s1.K3s.ServerURL != "https://h0:31000" {
+		t.Errorf("embedded etcd: server-0 must init, others join: %+v / %+v", s0.K3s, s1.K3s)
+	}
+	if !slices.Equal(s0.Ports, []string{mesosbridge.PortAPI}) || len(a0.Ports) != 0 {
+		t.Errorf("ports: server %v agent %v", s0.Ports, a0.Ports)
+	}
+	if !slices.Equal(s0.K3s.TLSSANs, []string{"k3s.example.com"}) {
+		t.Errorf("server SANs = %v, want the endpoint host", s0.K3s.TLSSANs)
+	}
+	if s0.K3s.ExtraArgs[0] != "--disable-agent" {
+		t.Errorf("server args = %v", s0.K3s.ExtraArgs)
+	}
+	if s0.K3s.NodeName != "demo-server-0" || a0.K3s.NodeName != "demo-agent-0" {
+		t.Errorf("node names %q %q", s0.K3s.NodeName, a0.K3s.NodeName)
+	}
+	if s0.Volume == nil || s0.Volume.SizeMiB != 2048 || s0.Resources.DiskMiB != 0 {
+		t.Errorf("server data must be on a 2048 MiB volume, got %+v, disk %v", s0.Volume, s0.Resources.DiskMiB)
+	}
+	if a0.Resources != (mesosbridge.Resources{CPUs: 1, MemMiB: 1024, DiskMiB: 2048}) {
+		t.Errorf("agent resources = %+v", a0.Resources)
+	}
+	for _, task := range tasks {
+		if err := mesosbridge.ValidateTaskSpec(task); err != nil {
+			t.Errorf("%s is not launchable: %v", task.Name, err)
+		}
+		if !hasHostnameUnique(task.Constraints) {
+			t.Errorf("%s lacks hostname:UNIQUE under Host networking", task.Name)
+		}
+	}
+}
+
+func TestDesiredTasksRuntimesAndConstraints(t *testing.T) {
+	bin := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Runtime = v1alpha1.RuntimeBinary }), planInputs{})[0]
+	if bin.BinaryURL != "https://github.com/k3s-io/k3s/releases/download/v1.31.4+k3s1/k3s" || bin.Image != "" {
+		t.Errorf("binary runtime: url %q image %q", bin.BinaryURL, bin.Image)
+	}
+	own := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Servers.Constraints = []v1alpha1.Constraint{{Field: "hostname", Operator: v1alpha1.ConstraintUnique}, {Field: "rack", Operator: v1alpha1.ConstraintIs, Value: "r1"}}
+	}), planInputs{})[0]
+	if len(own.Constraints) != 2 {
+		t.Errorf("a user's hostname:UNIQUE must not be doubled: %+v", own.Constraints)
+	}
+	cni := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Network.Mode, c.Spec.Network.Name = v1alpha1.NetworkCNI, "k3s-net"
+	}), planInputs{})[0]
+	if hasHostnameUnique(cni.Constraints) || cni.NetworkName != "k3s-net" {
+		t.Errorf("CNI tasks have their own addresses and need no host spreading: %+v", cni)
+	}
+}
+
+func TestSpecHashFollowsTheSpec(t *testing.T) {
+	base := desiredTasks(testCluster(), planInputs{serverURL: "https://a:1"})
+	same := desiredTasks(testCluster(), planInputs{serverURL: "https://a:1"})
+	args := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Agents.Args = []string{"--kubelet-arg=max-pods=50"} }), planInputs{serverURL: "https://a:1"})
+	if base[0].SpecHash != same[0].SpecHash || base[1].SpecHash != same[1].SpecHash {
+		t.Fatal("the same spec hashes differently")
+	}
+	if base[1].SpecHash == args[1].SpecHash {
+		t.Fatal("agent args changed but the agent's hash did not")
+	}
+	if base[0].SpecHash != args[0].SpecHash {
+		t.Fatal("agent args changed the server's hash")
+	}
+}
+
+func observedTask(name string, role mesosbridge.TaskRole, state mesosbridge.TaskState, healthy *bool) mesosbridge.ObservedTask {
+	return mesosbridge.ObservedTask{Name: name, Role: role, State: state, Healthy: healthy, TaskID: name + ".x"}
+}
+
+func TestGateLaunchesInPlanOrder(t *testing.T) {
+	yes, no := true, false
+	etcd := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Datastore.Type = v1alpha1.DatastoreEmbeddedEtcd
+		c.Spec.Servers.Replicas = 3
+		c.Spec.Agents.Replicas = 2
+	}), planInputs{serverURL: "https://h0:31000"})
+	noBackoff := func(string) bool { return false }
+	cases := []struct {
+		name      string
+		observed  []mesosbridge.ObservedTask
+		serverURL string
+		backoff   func(string) bool
+		want      []string
+		waiting   string
+	}{
+		{"nothing yet: only the first server", nil, "", noBackoff, []string{"server-0"}, "server-1 waits"},
+		{"first server starting", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
+		{"first server unhealthy", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &no)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
+		{"first server ready: next server and the agents", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "agent-0", "agent-1"}, "server-2 waits"},
+		{"two servers ready: the third", []mesosbridge.ObservedTask{
+			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-1", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "server-2", "agent-0", "agent-1"}, ""},
+		{"a failed agent waits out its back-off", []mesosbridge.ObservedTask{
+			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-1", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-2", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("agent-1", mesosbridge.RoleAgent, mesosbridge.TaskFailed, nil)}, "https://h0:31000",
+			func(n string) bool { return n == "agent-1" }, []string{"server-0", "server-1", "server-2", "agent-0"}, "agent-1 is waiting out its relaunch back-off"},
+		{"a live task is always tracked", []mesosbridge.ObservedTask{
+			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskFailed, nil),
+			observedTask("agent-0", mesosbridge.RoleAgent, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0", "agent-0"}, "server-1 waits"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := map[string]mesosbridge.ObservedTask{}
+			for _, o := range tc.observed {
+				obs[o.Name] = o
+			}
+			got, waiting := gate(etcd, obs, tc.serverURL, true, tc.backoff)
+			if !slices.Equal(names(got), tc.want) {
+				t.Fatalf("launchable = %v, want %v", names(got), tc.want)
+			}
+			if !strings.HasPrefix(waiting, tc.waiting) {
+				t.Fatalf("waiting = %q, want prefix %q", waiting, tc.waiting)
+			}
+		})
+	}
+}
