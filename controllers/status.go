@@ -1,0 +1,254 @@
+package controllers
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// observation is what one reconcile pass saw. The functions in this file turn it into
+// conditions and a phase; they are pure, so each rule is a table test.
+type observation struct {
+	// connection is the framework's link to the master; connectionErr, when set, is a
+	// problem found before the bridge was even asked (e.g. the credentials Secret is missing).
+	connection    mesosbridge.Connection
+	connectionSet bool
+	connectionErr *conditionProblem
+
+	datastoreType v1alpha1.DatastoreType
+	// datastoreErr is a problem with the datastore configuration (External Secret missing).
+	datastoreErr *conditionProblem
+	// unsupported is a spec the operator cannot act on yet; the cluster is Stalled on it.
+	unsupported string
+
+	servers, agents roleCount
+	// apiReady is the authenticated /readyz probe of the endpoint: nil when the endpoint
+	// could not be reached (ServersReady then trusts the Mesos health checks alone).
+	apiReady   *bool
+	apiMessage string
+
+	endpoint          string
+	kubeconfigWritten bool
+	kubeconfigErr     string
+
+	// stalledTask names a task that failed failureThreshold times in a row.
+	stalledTask string
+	// waiting is what the launch plan waits for, if anything.
+	waiting string
+	// failedTasks names terminal tasks waiting to be relaunched.
+	failedTasks []string
+}
+
+// conditionProblem is a reason and a message for a False condition.
+type conditionProblem struct{ reason, message string }
+
+// roleCount counts one role's tasks.
+type roleCount struct {
+	desired, live, running, ready, updated int32
+}
+
+func condition(t string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: t, Status: status, Reason: reason, Message: message}
+}
+
+func pausedCondition(paused bool) metav1.Condition {
+	if paused {
+		return condition(v1alpha1.ConditionPaused, metav1.ConditionTrue, v1alpha1.ReasonPaused,
+			"reconciliation is paused (spec.paused or the cluster.x-k8s.io/paused annotation); no Mesos call is made")
+	}
+	return condition(v1alpha1.ConditionPaused, metav1.ConditionFalse, v1alpha1.ReasonNotPaused, "reconciling")
+}
+
+var connectionReasons = map[mesosbridge.ConnectionReason]string{
+	mesosbridge.ConnSubscribed:   v1alpha1.ReasonSubscribed,
+	mesosbridge.ConnSubscribing:  v1alpha1.ReasonSubscribing,
+	mesosbridge.ConnRedirecting:  v1alpha1.ReasonSubscribing,
+	mesosbridge.ConnUnreachable:  v1alpha1.ReasonMesosUnreachable,
+	mesosbridge.ConnUnauthorized: v1alpha1.ReasonMesosUnauthorized,
+	mesosbridge.ConnRefused:      v1alpha1.ReasonMesosRefused,
+	mesosbridge.ConnTornDown:     v1alpha1.ReasonFrameworkTornDown,
+}
+
+func mesosConnectedCondition(o observation) metav1.Condition {
+	if p := o.connectionErr; p != nil {
+		return condition(v1alpha1.ConditionMesosConnected, metav1.ConditionFalse, p.reason, p.message)
+	}
+	if !o.connectionSet || o.connection.Reason == "" {
+		return condition(v1alpha1.ConditionMesosConnected, metav1.ConditionUnknown, v1alpha1.ReasonNotObserved, "not connected to Mesos yet")
+	}
+	reason := connectionReasons[o.connection.Reason]
+	if reason == "" {
+		reason = string(o.connection.Reason)
+	}
+	msg := o.connection.Message
+	if o.connection.Connected {
+		if msg == "" {
+			msg = "the framework is subscribed"
+		}
+		return condition(v1alpha1.ConditionMesosConnected, metav1.ConditionTrue, reason, msg)
+	}
+	if msg == "" {
+		msg = "the framework is not subscribed"
+	}
+	return condition(v1alpha1.ConditionMesosConnected, metav1.ConditionFalse, reason, msg)
+}
+
+func datastoreReadyCondition(o observation) metav1.Condition {
+	const t = v1alpha1.ConditionDatastoreReady
+	if p := o.datastoreErr; p != nil {
+		return condition(t, metav1.ConditionFalse, p.reason, p.message)
+	}
+	switch o.datastoreType {
+	case v1alpha1.DatastoreExternal:
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonExternal, "the external datastore endpoint is configured")
+	case v1alpha1.DatastoreSQLite, v1alpha1.DatastoreEmbeddedEtcd:
+		if o.servers.ready > 0 {
+			return condition(t, metav1.ConditionTrue, v1alpha1.ReasonEmbedded, fmt.Sprintf("%s runs inside the K3s servers", o.datastoreType))
+		}
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonWaitingForServers, fmt.Sprintf("%s runs inside the K3s servers; none is ready yet", o.datastoreType))
+	default:
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonUnsupportedSpec,
+			fmt.Sprintf("datastore %s run on Mesos is not supported yet; use SQLite, EmbeddedEtcd or External", o.datastoreType))
+	}
+}
+
+// roleProblem explains why a role has fewer ready tasks than desired.
+func roleProblem(role string, c roleCount, o observation) (reason, message string) {
+	switch {
+	case len(o.failedTasks) > 0 && c.live < c.desired:
+		return v1alpha1.ReasonTasksFailed, fmt.Sprintf("%d/%d %s ready; failed and waiting to relaunch: %v", c.ready, c.desired, role, o.failedTasks)
+	case c.live < c.desired && o.waiting != "":
+		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, role, o.waiting)
+	case c.live < c.desired:
+		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; waiting for Mesos offers that fit (resources, ports, constraints)", c.ready, c.desired, role)
+	case c.running > c.ready:
+		return v1alpha1.ReasonTasksUnhealthy, fmt.Sprintf("%d/%d %s ready; %d running but not healthy yet", c.ready, c.desired, role, c.running-c.ready)
+	case c.live > c.desired:
+		return v1alpha1.ReasonScaling, fmt.Sprintf("%d %s running, %d desired; removing the highest indices", c.live, role, c.desired)
+	default:
+		return v1alpha1.ReasonTasksStarting, fmt.Sprintf("%d/%d %s ready; tasks are starting", c.ready, c.desired, role)
+	}
+}
+
+func serversReadyCondition(o observation) metav1.Condition {
+	const t = v1alpha1.ConditionServersReady
+	c := o.servers
+	if c.ready < c.desired || c.desired == 0 {
+		reason, msg := roleProblem("servers", c, o)
+		return condition(t, metav1.ConditionFalse, reason, msg)
+	}
+	if o.apiReady != nil && !*o.apiReady {
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady,
+			fmt.Sprintf("all %d servers are healthy on Mesos but the API server's /readyz is not: %s", c.ready, o.apiMessage))
+	}
+	msg := fmt.Sprintf("%d/%d servers healthy", c.ready, c.desired)
+	if o.apiReady != nil {
+		msg += "; the API server answers /readyz"
+	}
+	return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, msg)
+}
+
+func agentsReadyCondition(o observation) metav1.Condition {
+	const t = v1alpha1.ConditionAgentsReady
+	c := o.agents
+	if c.ready == c.desired && c.live == c.desired {
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, fmt.Sprintf("%d/%d agents ready", c.ready, c.desired))
+	}
+	reason, msg := roleProblem("agents", c, o)
+	return condition(t, metav1.ConditionFalse, reason, msg)
+}
+
+func kubeconfigCondition(o observation) metav1.Condition {
+	const t = v1alpha1.ConditionKubeconfigAvailable
+	switch {
+	case o.kubeconfigErr != "":
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonPKIError, o.kubeconfigErr)
+	case o.kubeconfigWritten:
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonKubeconfigWritten, "the admin kubeconfig for "+o.endpoint+" is in the kubeconfig Secret")
+	default:
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonWaitingForEndpoint, "waiting for server-0 to be placed so the endpoint is known")
+	}
+}
+
+func stalledCondition(o observation) metav1.Condition {
+	const t = v1alpha1.ConditionStalled
+	switch {
+	case o.unsupported != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonUnsupportedSpec, o.unsupported)
+	case o.stalledTask != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonTooManyFailures, o.stalledTask)
+	}
+	return condition(t, metav1.ConditionFalse, v1alpha1.ReasonReconciling, "making progress")
+}
+
+// readyCondition: Ready only when the servers are healthy and the kubeconfig Secret is
+// written, so a client that waits for Ready can use the cluster at once.
+func readyCondition(servers, kubeconfig metav1.Condition) metav1.Condition {
+	const t = v1alpha1.ConditionReady
+	if servers.Status != metav1.ConditionTrue {
+		return condition(t, metav1.ConditionFalse, servers.Reason, servers.Message)
+	}
+	if kubeconfig.Status != metav1.ConditionTrue {
+		return condition(t, metav1.ConditionFalse, kubeconfig.Reason, kubeconfig.Message)
+	}
+	return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, "the K3s API server is ready and the kubeconfig Secret is written")
+}
+
+// reconcilingCondition follows kstatus: True while the operator still works towards the
+// spec, False once everything is in place or when it is stalled (Stalled says why).
+func reconcilingCondition(ready, agents, stalled metav1.Condition, o observation) metav1.Condition {
+	const t = v1alpha1.ConditionReconciling
+	switch {
+	case stalled.Status == metav1.ConditionTrue:
+		return condition(t, metav1.ConditionFalse, stalled.Reason, "stalled: "+stalled.Message)
+	case ready.Status != metav1.ConditionTrue:
+		return condition(t, metav1.ConditionTrue, ready.Reason, ready.Message)
+	case agents.Status != metav1.ConditionTrue:
+		return condition(t, metav1.ConditionTrue, agents.Reason, agents.Message)
+	case o.servers.updated < o.servers.desired || o.agents.updated < o.agents.desired:
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonRollingOut, "replacing out-of-date tasks")
+	}
+	return condition(t, metav1.ConditionFalse, v1alpha1.ReasonReady, "the cluster matches its spec")
+}
+
+// phase summarises the conditions in one word for people.
+func phase(ready, reconciling, stalled metav1.Condition, o observation) string {
+	switch {
+	case stalled.Status == metav1.ConditionTrue:
+		return v1alpha1.PhaseFailed
+	case !o.connectionSet || !o.connection.Connected:
+		if o.kubeconfigWritten {
+			return v1alpha1.PhaseDegraded
+		}
+		return v1alpha1.PhasePending
+	case ready.Status != metav1.ConditionTrue && !o.kubeconfigWritten:
+		return v1alpha1.PhaseProvisioning
+	case ready.Status != metav1.ConditionTrue:
+		return v1alpha1.PhaseDegraded
+	case reconciling.Reason == v1alpha1.ReasonRollingOut:
+		return v1alpha1.PhaseUpdating
+	case reconciling.Status == metav1.ConditionTrue && o.agents.live != o.agents.desired:
+		return v1alpha1.PhaseUpdating
+	case reconciling.Status == metav1.ConditionTrue:
+		return v1alpha1.PhaseDegraded
+	}
+	return v1alpha1.PhaseRunning
+}
+
+// conditions computes every condition the design lists (except Paused, set on its own
+// path) from one observation, in a stable order.
+func conditions(o observation) (conds []metav1.Condition, phaseName string) {
+	mesos := mesosConnectedCondition(o)
+	datastore := datastoreReadyCondition(o)
+	servers := serversReadyCondition(o)
+	agents := agentsReadyCondition(o)
+	kubeconfig := kubeconfigCondition(o)
+	stalled := stalledCondition(o)
+	ready := readyCondition(servers, kubeconfig)
+	reconciling := reconcilingCondition(ready, agents, stalled, o)
+	return []metav1.Condition{ready, reconciling, stalled, mesos, datastore, servers, agents, kubeconfig},
+		phase(ready, reconciling, stalled, o)
+}
