@@ -116,16 +116,32 @@ func (s *Server) allocateLocked(now time.Time) {
 // allocationCandidatesLocked lists subscribed (framework, role) pairs that
 // want offers, lowest dominant share first (DRF).
 func (s *Server) allocationCandidatesLocked() []allocationCandidate {
+	var subscribed []*framework
+	for _, fw := range s.frameworks {
+		if fw.stream != nil {
+			subscribed = append(subscribed, fw)
+		}
+	}
+	// Shares only matter when frameworks compete; computing them walks
+	// every task, so a lone framework skips it.
+	compete := len(subscribed) > 1
 	var totalCPUs, totalMem float64
-	for _, a := range s.agentOrder {
-		if a.reachable {
-			totalCPUs += a.cfg.CPUs
-			totalMem += a.cfg.MemMiB
+	if compete {
+		for _, a := range s.agentOrder {
+			if a.reachable {
+				totalCPUs += a.cfg.CPUs
+				totalMem += a.cfg.MemMiB
+			}
 		}
 	}
 	var out []allocationCandidate
-	for _, fw := range s.frameworks {
-		if fw.stream == nil {
+	for _, fw := range subscribed {
+		if !compete {
+			for _, role := range fw.roles {
+				if !fw.suppressed[role] {
+					out = append(out, allocationCandidate{fw: fw, role: role})
+				}
+			}
 			continue
 		}
 		var cpus, mem float64

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
-	"github.com/mesos/mesos-go/api/v1/lib/resources"
 )
 
 // The master's minimum allocatable resources (--min_allocatable_resources
@@ -124,9 +123,28 @@ func normalizeIncoming(rs []mesos.Resource) (mesos.Resources, error) {
 	return out, nil
 }
 
-// contains reports whether have contains every resource of want.
+// contains reports whether have contains every resource of want. It is
+// resources.ContainsAll without the deep (reflective) clone of have: the
+// arithmetic replaces values instead of mutating them, so a shallow copy
+// is enough, and this check runs for every agent in every allocation round.
 func contains(have, want mesos.Resources) bool {
-	return resources.ContainsAll(have, want)
+	remaining := cloneResources(have)
+	for i := range want {
+		found := false
+		for j := range remaining {
+			if remaining[j].Contains(want[i]) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+		if want[i].IsPersistentVolume() {
+			remaining.Subtract1(want[i])
+		}
+	}
+	return true
 }
 
 // roleOfAllocation returns the AllocationInfo role shared by rs ("" when
