@@ -15,21 +15,33 @@ type Bridge interface {
 	// Nothing is launched until an Ensure carries the framework ID that the master gave
 	// (cfg.FrameworkID == Observed.FrameworkID): that proves the controller persisted it, so
 	// a crash cannot lose the framework with tasks in it.
-	Ensure(ctx context.Context, cfg FrameworkConfig, desired []TaskSpec) (Observed, error)
+	//
+	// known are the tasks the controller last observed (status.tasks). After an operator
+	// restart they are the bridge's only memory: their live tasks count as running (so they
+	// are not launched twice), are reconciled explicitly with the master, and keep the
+	// ports and spec hash that Mesos does not report again. Tasks the bridge already tracks
+	// ignore them.
+	Ensure(ctx context.Context, cfg FrameworkConfig, desired []TaskSpec, known []ObservedTask) (Observed, error)
 
 	// Kill kills the named tasks of the cluster with their kill grace period. A killed
 	// task that is still desired is relaunched (with the newest spec) once it is terminal,
-	// which is how a rollout replaces an out-of-date task.
+	// which is how a rollout replaces an out-of-date task. Names without a live task are
+	// ignored.
 	Kill(ctx context.Context, cluster ClusterKey, names ...string) error
 
 	// Teardown kills every task of the cluster, waits (bounded) for terminal states and
 	// sends TEARDOWN. It returns done when the framework is gone, and is safe to call again
-	// until then; afterwards the bridge forgets the cluster.
-	Teardown(ctx context.Context, cluster ClusterKey) (done bool, err error)
+	// until then; afterwards the bridge forgets the cluster. It takes the whole config (not
+	// just the key) because after an operator restart the bridge may not know the cluster:
+	// it then subscribes with cfg.FrameworkID to find and kill the tasks. A config without a
+	// framework ID that the bridge never subscribed has nothing on Mesos: done at once.
+	// While the master cannot be reached the error says why.
+	Teardown(ctx context.Context, cfg FrameworkConfig) (done bool, err error)
 
 	// Events names a cluster whenever something the controller shows changed: a task
 	// update, the connection state, the framework ID. The controller reconciles on it
-	// instead of polling.
+	// instead of polling. Notifications for one cluster coalesce until delivered; none is
+	// lost and a slow reader never blocks the bridge.
 	Events() <-chan ClusterKey
 }
 

@@ -275,4 +275,7 @@ type Observed struct {
 	FrameworkID string
 	// Tasks by task name (server-0 ...), the newest task for each name.
 	Tasks map[string]ObservedTask
+	// Unplaced says, for each desired task the last offer round could not launch, why
+	// (e.g. "no fitting offer among 3: not enough mem (3)").
+	Unplaced map[string]string
 }

@@ -1,0 +1,97 @@
+package mesosbridge
+
+import (
+	"context"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// handleOffers answers one OFFERS event: all pending tasks are matched against all its
+// offers in one pass, each offer with matches gets one ACCEPT carrying all its
+// operations, and the rest one DECLINE, both with the refuse filter of the policy.
+// Launched tasks are recorded as TASK_STAGING before any ACCEPT leaves, so even the
+// fastest status update finds them.
+func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.Offer, received time.Time) error {
+	c.metrics.offersReceived.Add(float64(len(offers)))
+	c.mu.Lock()
+	for _, o := range offers {
+		c.agentAttrs[o.AgentID.Value] = AttributeMap(o.Attributes)
+	}
+	pending := c.pendingLocked()
+	if len(pending) == 0 {
+		// Not ready yet (framework ID not handed back, reconciliation unanswered) or
+		// nothing to do: the SUPPRESS that follows stops further offers, and the REVIVE that
+		// demand brings back clears this filter.
+		c.mu.Unlock()
+		return c.decline(ctx, cl, offerIDs(offers), refuseFor(0))
+	}
+	in := matchInput{Framework: c.cfg, Pending: pending, Active: activeOf(c.tasks, c.agentAttrs), NewTaskID: newTaskID}
+	d := decideOffers(in, offers, c.sub.suppressed)
+	now := time.Now()
+	for _, l := range d.Launched {
+		o := l.observed(now)
+		c.tasks[l.Name] = o
+		c.live[l.TaskID] = o
+	}
+	c.unplaced = d.Unplaced
+	c.mu.Unlock()
+	if len(d.Launched) > 0 {
+		c.notify()
+	}
+
+	for i, a := range d.Accepts {
+		var wrote func()
+		if i == 0 {
+			wrote = func() { c.observeDecision(time.Since(received)) }
+		}
+		call := &scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
+			OfferIDs: []mesos.OfferID{a.OfferID}, Operations: a.Operations, Filters: &d.Filters,
+		}}
+		if err := cl.call(ctx, call, wrote); err != nil {
+			// Tasks recorded as staging but never launched come back TASK_GONE from the
+			// reconciliation of the next subscription, and are launched again.
+			return err
+		}
+		c.metrics.offersAccepted.Inc()
+		c.metrics.launches.Add(float64(len(a.Launched)))
+		for _, l := range a.Launched {
+			c.log.Info("launched task", "task", l.Name, "taskID", l.TaskID, "agent", l.Hostname)
+		}
+	}
+	if len(d.Unplaced) > 0 {
+		c.log.V(1).Info("tasks left unplaced", "unplaced", d.Unplaced)
+	}
+	return c.decline(ctx, cl, d.Declines, time.Duration(d.Filters.GetRefuseSeconds()*float64(time.Second)))
+}
+
+func (c *cluster) observeDecision(d time.Duration) {
+	c.metrics.offerDecision.Observe(d.Seconds())
+	if c.decided != nil {
+		c.decided(d)
+	}
+}
+
+// decline sends one DECLINE for all the offers.
+func (c *cluster) decline(ctx context.Context, cl *caller, ids []mesos.OfferID, refuse time.Duration) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	call := &scheduler.Call{Type: scheduler.Call_DECLINE, Decline: &scheduler.Call_Decline{
+		OfferIDs: ids, Filters: &mesos.Filters{RefuseSeconds: ptr(refuse.Seconds())},
+	}}
+	if err := cl.call(ctx, call, nil); err != nil {
+		return err
+	}
+	c.metrics.offersDeclined.Add(float64(len(ids)))
+	return nil
+}
+
+func offerIDs(offers []mesos.Offer) []mesos.OfferID {
+	ids := make([]mesos.OfferID, len(offers))
+	for i, o := range offers {
+		ids[i] = o.ID
+	}
+	return ids
+}

@@ -1,0 +1,114 @@
+package mesosbridge
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+)
+
+// teardownState tracks Teardown: kill everything, wait (bounded by KillWait) for
+// terminal states, TEARDOWN.
+type teardownState struct {
+	requested bool
+	// killDeadline is when the wait for killed tasks ends; zero until the kills went out.
+	killDeadline time.Time
+	done         bool
+}
+
+// requestTeardown starts the teardown (idempotent) and reports whether it is done, or
+// why it cannot proceed while the master is out of reach.
+func (c *cluster) requestTeardown(cfg FrameworkConfig) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.teardown.requested {
+		c.teardown.requested = true
+		c.applyConfigLocked(cfg)
+		c.desired = nil
+		c.log.Info("teardown requested", "frameworkID", c.frameworkID)
+		c.poke()
+	}
+	if c.teardown.done {
+		return true, nil
+	}
+	if !c.conn.Connected && c.frameworkID != "" {
+		switch c.conn.Reason {
+		case ConnUnreachable, ConnUnauthorized, ConnRefused:
+			return false, fmt.Errorf("framework %s cannot be torn down yet: %s", c.frameworkID, c.conn.Message)
+		}
+	}
+	return false, nil
+}
+
+// teardownWithoutFramework finishes a teardown that needs no Mesos: the cluster never got
+// a framework ID (it never subscribed, so nothing was launched).
+func (c *cluster) teardownWithoutFramework() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.teardown.requested || c.frameworkID != "" {
+		return false
+	}
+	c.finishTeardownLocked("no framework was ever subscribed; nothing to tear down")
+	return true
+}
+
+// teardownIfRemoved finishes a teardown when the master says the framework is already
+// gone (its failover timeout ran out while the operator was away, or someone else tore
+// it down): Mesos answers a resubscription with "Framework has been removed".
+func (c *cluster) teardownIfRemoved(message string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.teardown.requested || !strings.Contains(message, "has been removed") {
+		return false
+	}
+	c.finishTeardownLocked("the master had already removed the framework")
+	return true
+}
+
+func (c *cluster) finishTeardownLocked(message string) {
+	c.teardown.done = true
+	c.setConnLocked(false, ConnTornDown, message)
+	c.log.Info("framework torn down", "frameworkID", c.frameworkID, "message", message)
+	c.notify() // never blocks, takes no cluster lock
+}
+
+// advanceTeardown takes the next teardown step once the reconciliation has shown every
+// task: queue a KILL for each live task, then, when all are terminal or KillWait is over,
+// send TEARDOWN (which makes Mesos kill whatever is left).
+func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.Timer) error {
+	c.mu.Lock()
+	if !c.teardown.requested || !c.sub.reconciled {
+		c.mu.Unlock()
+		return nil
+	}
+	now := time.Now()
+	if c.teardown.killDeadline.IsZero() {
+		c.teardown.killDeadline = now.Add(c.opts.KillWait)
+		timer.Reset(c.opts.KillWait)
+		for id, t := range c.live {
+			c.kills[id] = killOrder{agentID: t.AgentID, grace: c.graceLocked(t.Name)}
+		}
+		c.mu.Unlock()
+		if err := c.sendKills(ctx, cl); err != nil {
+			return err
+		}
+		c.mu.Lock()
+	}
+	remaining, deadline := len(c.live), c.teardown.killDeadline
+	c.mu.Unlock()
+	if remaining > 0 && now.Before(deadline) {
+		return nil
+	}
+	if remaining > 0 {
+		c.log.Info("tasks not terminal after the kill wait; tearing down anyway", "tasks", remaining, "killWait", c.opts.KillWait.String())
+	}
+	if err := cl.call(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}, nil); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.finishTeardownLocked(fmt.Sprintf("framework %s torn down", cl.frameworkID))
+	c.mu.Unlock()
+	return errTornDown
+}
