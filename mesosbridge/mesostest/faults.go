@@ -105,7 +105,7 @@ func (s *Server) LoseAgent(hostname string) error {
 			// The master forgets the task; the agent will be told to kill it
 			// if it ever comes back.
 			t.statuses = append(t.statuses, status)
-			fw.completed = append(fw.completed, t)
+			s.appendCompletedLocked(fw, t)
 		}
 	}
 	return nil

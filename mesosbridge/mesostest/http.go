@@ -27,6 +27,11 @@ func (s *Server) handler(m *master) http.Handler {
 	health := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }
 	mux.HandleFunc("/health", health)
 	mux.HandleFunc("/master/health", health)
+	if s.opts.ServeAdmin {
+		admin := s.AdminHandler()
+		mux.Handle("/admin", admin)
+		mux.Handle("/admin/", admin)
+	}
 	// Every handler runs as a tracked goroutine so that Close can wait for
 	// streaming handlers to finish.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

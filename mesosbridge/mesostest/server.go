@@ -48,6 +48,9 @@ type Options struct {
 	// MaxCompletedFrameworks bounds the removed frameworks remembered
 	// (default 50, Mesos --max_completed_frameworks).
 	MaxCompletedFrameworks int
+	// ServeAdmin serves the fault injection endpoints (see AdminHandler)
+	// under /admin on every master address.
+	ServeAdmin bool
 	// Logger receives what the emulator does. Default: discard.
 	Logger logr.Logger
 }

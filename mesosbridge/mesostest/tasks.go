@@ -327,9 +327,14 @@ func (s *Server) completeTaskLocked(t *task) {
 	delete(t.fw.tasks, t.id)
 	delete(t.fw.unreachable, t.id)
 	delete(t.agent.tasks, t)
-	t.fw.completed = append(t.fw.completed, t)
-	if over := len(t.fw.completed) - s.opts.MaxCompletedTasks; over > 0 {
-		t.fw.completed = append([]*task(nil), t.fw.completed[over:]...)
+	s.appendCompletedLocked(t.fw, t)
+}
+
+// appendCompletedLocked adds to the bounded completed-task history.
+func (s *Server) appendCompletedLocked(fw *framework, t *task) {
+	fw.completed = append(fw.completed, t)
+	if over := len(fw.completed) - s.opts.MaxCompletedTasks; over > 0 {
+		fw.completed = append([]*task(nil), fw.completed[over:]...)
 	}
 }
 
