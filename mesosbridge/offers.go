@@ -2,6 +2,8 @@ package mesosbridge
 
 import (
 	"context"
+	"math"
+	"sort"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -32,11 +34,15 @@ func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.O
 	now := time.Now()
 	for _, l := range d.Launched {
 		o := l.observed(now)
+		if prev, ok := c.tasks[l.Name]; ok && prev.State.Terminal() {
+			o.Previous = &TaskEnd{TaskID: prev.TaskID, State: prev.State, Reason: prev.Reason, Message: prev.Message, At: prev.LastUpdate}
+		}
 		c.tasks[l.Name] = o
 		c.live[l.TaskID] = o
 	}
 	c.unplaced = d.Unplaced
 	c.mu.Unlock()
+	sortAcceptsByPlan(d.Accepts, pending)
 	if len(d.Launched) > 0 {
 		c.notify()
 	}
@@ -64,6 +70,24 @@ func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.O
 		c.log.V(1).Info("tasks left unplaced", "unplaced", d.Unplaced)
 	}
 	return c.decline(ctx, cl, d.Declines, time.Duration(d.Filters.GetRefuseSeconds()*float64(time.Second)))
+}
+
+// sortAcceptsByPlan orders the ACCEPT calls of a round by the earliest plan position
+// they launch, so the master starts a server before the agents of the same round even
+// when the agents' offer came first.
+func sortAcceptsByPlan(accepts []offerAccept, pending []TaskSpec) {
+	order := make(map[string]int, len(pending))
+	for _, s := range pending {
+		order[s.Name] = s.Order
+	}
+	first := func(a offerAccept) int {
+		m := math.MaxInt
+		for _, l := range a.Launched {
+			m = min(m, order[l.Name])
+		}
+		return m
+	}
+	sort.SliceStable(accepts, func(i, j int) bool { return first(accepts[i]) < first(accepts[j]) })
 }
 
 func (c *cluster) observeDecision(d time.Duration) {

@@ -246,6 +246,18 @@ type ObservedTask struct {
 	Role       TaskRole
 	Index      int
 	LastUpdate time.Time
+	// Previous is how the task this one replaced under the same name ended, so that a
+	// quick relaunch does not hide a failure from the controller (restart counts, events).
+	Previous *TaskEnd
+}
+
+// TaskEnd is the terminal state of a task that has been replaced.
+type TaskEnd struct {
+	TaskID  string
+	State   TaskState
+	Reason  string
+	Message string
+	At      time.Time
 }
 
 // ConnectionReason says why the framework is, or is not, connected (MesosConnected).
