@@ -245,11 +245,7 @@ func (s *Server) validateTaskLocked(fw *framework, a *agent, role string, info *
 	if info.AgentID.Value != a.id {
 		return nil, fmt.Errorf("Task uses invalid agent: %s", info.AgentID.Value)
 	}
-	if (info.Command == nil) == (info.Executor == nil) && info.Command == nil {
-		// LAUNCH_GROUP tasks carry neither; plain LAUNCH needs exactly one.
-		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
-	}
-	if info.Command != nil && info.Executor != nil {
+	if (info.Command == nil) == (info.Executor == nil) {
 		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
 	}
 	if info.Command != nil {

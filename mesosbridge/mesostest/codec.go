@@ -60,6 +60,12 @@ func decodeCall(contentType string, body []byte) (*scheduler.Call, error) {
 		if err := check.Unmarshal(raw); err != nil {
 			return nil, fmt.Errorf("Failed to convert JSON into Call protobuf: %v", err)
 		}
+		// Required strings that mesos-go keeps as plain (non-pointer) fields
+		// survive the round trip even when absent; check the ones every
+		// scheduler must send.
+		if err := requireFrameworkInfoFields(body, &call); err != nil {
+			return nil, fmt.Errorf("Failed to convert JSON into Call protobuf: %v", err)
+		}
 	default:
 		return nil, fmt.Errorf("unsupported content type %q", contentType)
 	}
@@ -185,3 +191,34 @@ func acceptsMediaType(accept []string, media string) bool {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// requireFrameworkInfoFields reports FrameworkInfo.user/name missing from a
+// JSON SUBSCRIBE or UPDATE_FRAMEWORK body, as Mesos' JSON parser does.
+func requireFrameworkInfoFields(body []byte, call *scheduler.Call) error {
+	var path []string
+	switch {
+	case call.Subscribe != nil:
+		path = []string{"subscribe", "framework_info"}
+	case call.UpdateFramework != nil:
+		path = []string{"update_framework", "framework_info"}
+	default:
+		return nil
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return err
+	}
+	for _, key := range path {
+		var next map[string]json.RawMessage
+		if err := json.Unmarshal(doc[key], &next); err != nil {
+			return fmt.Errorf("Missing required fields: %s", strings.Join(path, "."))
+		}
+		doc = next
+	}
+	for _, field := range []string{"user", "name"} {
+		if _, ok := doc[field]; !ok {
+			return fmt.Errorf("Missing required fields: %s.%s", strings.Join(path, "."), field)
+		}
+	}
+	return nil
+}

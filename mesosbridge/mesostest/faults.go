@@ -127,32 +127,38 @@ func (s *Server) RestoreAgent(hostname string) error {
 	}
 	s.log.Info("fault injection: agent reregistered", "agentID", a.id, "hostname", hostname)
 	a.reachable = true
+	// Tasks of partition-aware frameworks are known again, whatever state
+	// they reached meanwhile; their pending updates go out now.
+	for _, fw := range s.frameworks {
+		for _, t := range sortedTasks(fw.unreachable) {
+			if t.agent == a {
+				delete(fw.unreachable, t.id)
+				fw.tasks[t.id] = t
+				s.resendPendingUpdateLocked(t)
+			}
+		}
+	}
+	// The others were reported TASK_LOST: the master has the agent kill them.
 	for _, t := range tasksOf(a) {
-		fw := t.fw
-		if fw.unreachable[t.id] == t && s.frameworks[fw.id] == fw {
-			delete(fw.unreachable, t.id)
-			fw.tasks[t.id] = t
-			s.resendPendingUpdateLocked(t)
+		if t.removed || t.fw.tasks[t.id] == t {
 			continue
 		}
-		if !t.removed {
-			// Killed without telling the framework (it saw TASK_LOST).
-			t.removed = true
-			if t.proc != nil {
-				t.proc.terminate(0)
-			}
-			if !t.released {
-				t.released = true
-				a.free.Add(unallocated(t.resources)...)
-			}
-			if t.health != nil {
-				t.health.stop()
-				t.health = nil
-			}
-			s.stopTimerLocked(t.retryTimer)
-			s.stopTimerLocked(t.stateTimer)
-			delete(a.tasks, t)
+		t.removed = true
+		if t.proc != nil {
+			t.proc.terminate(0)
 		}
+		if t.health != nil {
+			t.health.stop()
+			t.health = nil
+		}
+		s.stopTimerLocked(t.retryTimer)
+		s.stopTimerLocked(t.stateTimer)
+		t.pending = nil
+		if !t.released {
+			t.released = true
+			a.free.Add(unallocated(t.resources)...)
+		}
+		delete(a.tasks, t)
 	}
 	s.triggerAllocation()
 	return nil

@@ -87,6 +87,10 @@ func TestSchedulerErrorStatuses(t *testing.T) {
 			mismatched := &scheduler.Call{Type: scheduler.Call_SUBSCRIBE, FrameworkID: &mesos.FrameworkID{Value: "a"},
 				Subscribe: &scheduler.Call_Subscribe{FrameworkInfo: frameworkInfo("x")}}
 			expect("framework id mismatch", 400, c.encode(mismatched), map[string]string{"Content-Type": media})
+			if media == mediaJSON {
+				expect("framework info without user", 400, []byte(`{"type":"SUBSCRIBE","subscribe":{"framework_info":{"name":"x"}}}`),
+					map[string]string{"Content-Type": media})
+			}
 			if msg := expect("unknown framework", 400, c.encode(teardown), map[string]string{"Content-Type": media}); !strings.Contains(msg, "Framework cannot be found") {
 				t.Errorf("unknown framework message %q", msg)
 			}

@@ -97,6 +97,7 @@ type Server struct {
 	// masterID is the cluster's identity; it prefixes framework, agent and
 	// offer IDs the way the real master's ID does.
 	masterID   string
+	firstURL   string
 	sandboxDir string
 	ownSandbox bool
 	started    time.Time
@@ -207,6 +208,7 @@ func newServer(addr string, opts Options, agents []AgentConfig) (*Server, error)
 		return nil, err
 	}
 	s.leader = m
+	s.firstURL = m.url
 	for _, a := range agents {
 		s.AddAgent(a)
 	}
@@ -248,7 +250,7 @@ func (s *Server) serveLocked(m *master) {
 
 // URL is the base URL of the first master, "http://127.0.0.1:PORT". The
 // scheduler endpoint is URL()+"/api/v1/scheduler".
-func (s *Server) URL() string { return s.masters[0].url }
+func (s *Server) URL() string { return s.firstURL }
 
 // LeaderURL is the base URL of the currently leading master ("" if none).
 func (s *Server) LeaderURL() string {
