@@ -18,6 +18,8 @@ import (
 	"github.com/gogo/protobuf/proto"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 	"github.com/mesos/mesos-go/api/v1/lib/encoding/codecs"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
+	"github.com/mesos/mesos-go/api/v1/lib/scheduler/calls"
 )
 
 func writeTestFile(t *testing.T, path, content string, mode os.FileMode) {
@@ -199,5 +201,80 @@ func TestCloseKillsProcesses(t *testing.T) {
 	eventually(t, 2*time.Second, "process killed", func() bool { return syscall.Kill(pid, 0) != nil })
 	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
 		t.Fatalf("sandbox root not removed: %v", err)
+	}
+}
+
+func portsResource(begin, end uint64) mesos.Resource {
+	return mesos.Resource{Name: "ports", Type: mesos.RANGES.Enum(),
+		Ranges: &mesos.Value_Ranges{Range: []mesos.Value_Range{{Begin: begin, End: end}}}}
+}
+
+func TestPortsAndPersistentVolumeInProcessMode(t *testing.T) {
+	s := newTestServer(t, testOptions(), processAgent("127.0.0.1"))
+	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeJSON])
+	if err := g.subscribe(frameworkInfo("volumes", mesos.FrameworkInfo_Capability_MULTI_ROLE, mesos.FrameworkInfo_Capability_PARTITION_AWARE)); err != nil {
+		t.Fatal(err)
+	}
+	o := g.offer(2 * time.Second)
+	agent := o.AgentID.Value
+
+	// Ports outside the offered ranges are refused; inside they are used.
+	outside := commandTask("outside", agent, "true", 0.1, 32)
+	outside.Resources = append(outside.Resources, portsResource(40000, 40000))
+	inside := commandTask("inside", agent, "sleep 30", 0.1, 32)
+	inside.Resources = append(inside.Resources, portsResource(31005, 31006))
+
+	role := "k3s"
+	reserved := func(r mesos.Resource) mesos.Resource {
+		r.Role = &role
+		r.Reservation = &mesos.Resource_ReservationInfo{}
+		return r
+	}
+	rw := mesos.RW
+	volume := reserved(scalarResource("disk", 64))
+	volume.Disk = &mesos.Resource_DiskInfo{
+		Persistence: &mesos.Resource_DiskInfo_Persistence{ID: "datastore-0"},
+		Volume:      &mesos.Volume{Mode: &rw, ContainerPath: "data"},
+	}
+	writer := commandTask("writer", agent, "echo persisted > data/file", 0.1, 32)
+	writer.Resources = []mesos.Resource{reserved(scalarResource("cpus", 0.1)), reserved(scalarResource("mem", 32)), volume}
+	g.mustCall(&scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
+		OfferIDs: []mesos.OfferID{o.ID},
+		Operations: []mesos.Offer_Operation{
+			{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{outside, inside}}},
+			{Type: mesos.Offer_Operation_RESERVE, Reserve: &mesos.Offer_Operation_Reserve{Resources: []mesos.Resource{
+				reserved(scalarResource("cpus", 0.1)), reserved(scalarResource("mem", 32)), reserved(scalarResource("disk", 64))}}},
+			{Type: mesos.Offer_Operation_CREATE, Create: &mesos.Offer_Operation_Create{Volumes: []mesos.Resource{volume}}},
+			{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{writer}}},
+		},
+	}})
+	if st := g.update("outside", 2*time.Second, inState(mesos.TASK_ERROR)); !strings.Contains(st.GetMessage(), "more resources") {
+		t.Fatalf("outside ports: %q", st.GetMessage())
+	}
+	g.update("inside", 5*time.Second, inState(mesos.TASK_RUNNING))
+	if got := s.State().Slaves[0].UsedResources.Ports; got != "[31005-31006]" {
+		t.Fatalf("used ports %q", got)
+	}
+	if st := g.update("writer", 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) }); st.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("writer: %s %q", st.GetState(), st.GetMessage())
+	}
+
+	// The volume comes back in an offer to its role; a new task reads the data.
+	var back mesos.Offer
+	eventually(t, 10*time.Second, "volume offered again", func() bool {
+		back = g.offer(6 * time.Second)
+		for _, r := range back.Resources {
+			if r.IsPersistentVolume() {
+				return true
+			}
+		}
+		g.mustCall(calls.Decline(back.ID).With(calls.RefuseSeconds(0)))
+		return false
+	})
+	reader := commandTask("reader", agent, `test "$(cat data/file)" = persisted`, 0.1, 32)
+	reader.Resources = []mesos.Resource{reserved(scalarResource("cpus", 0.1)), reserved(scalarResource("mem", 32)), volume}
+	g.launch(back, reader)
+	if st := g.update("reader", 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) }); st.GetState() != mesos.TASK_FINISHED {
+		t.Fatalf("reader: %s %q", st.GetState(), st.GetMessage())
 	}
 }
