@@ -24,7 +24,16 @@ func (c *cluster) act(ctx context.Context, cl *caller, teardownTimer *time.Timer
 // launches not allowed yet) and revives them when demand appears.
 func (c *cluster) applyOfferInterest(ctx context.Context, cl *caller) error {
 	c.mu.Lock()
-	interest := nextOfferInterest(len(c.pendingLocked()), c.sub.suppressed)
+	pending := len(c.pendingLocked())
+	interest := nextOfferInterest(pending, c.sub.suppressed)
+	if !c.sub.interestSent {
+		// A new subscription: REVIVE clears decline filters left by the previous one,
+		// which may be the long idle ones; SUPPRESS stops offers nobody wants.
+		interest = interestSuppress
+		if pending > 0 {
+			interest = interestRevive
+		}
+	}
 	c.mu.Unlock()
 	var call *scheduler.Call
 	switch interest {
@@ -40,6 +49,7 @@ func (c *cluster) applyOfferInterest(ctx context.Context, cl *caller) error {
 	}
 	c.mu.Lock()
 	c.sub.suppressed = interest == interestSuppress
+	c.sub.interestSent = true
 	c.mu.Unlock()
 	c.log.V(1).Info("offer interest", "interest", interest.String())
 	return nil

@@ -54,7 +54,11 @@ type subscriptionState struct {
 	// has been reported and launching cannot duplicate one.
 	reconciled bool
 	barrierID  string
-	suppressed bool
+	// interestSent: SUPPRESS or REVIVE was sent on this subscription. Before that the
+	// master may still hold decline filters of an earlier subscription, so the first
+	// decision is sent whatever it is.
+	interestSent bool
+	suppressed   bool
 }
 
 func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey)) *cluster {

@@ -22,6 +22,9 @@ type Manager struct {
 
 	mu       sync.Mutex
 	clusters map[ClusterKey]*cluster
+	// tornDown are the framework IDs this bridge tore down, so that a repeated Teardown
+	// (say, the finalizer update conflicted) is done at once instead of resubscribing.
+	tornDown map[string]bool
 	stopped  bool
 
 	// decided, when set before the first Ensure, observes each offer round's
@@ -44,7 +47,7 @@ func New(opts Options) (*Manager, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Manager{
 		opts: opts, metrics: m, notifier: newNotifier(),
-		ctx: ctx, cancel: cancel, clusters: map[ClusterKey]*cluster{},
+		ctx: ctx, cancel: cancel, clusters: map[ClusterKey]*cluster{}, tornDown: map[string]bool{},
 	}
 	b.wg.Add(1)
 	go func() {
@@ -138,7 +141,7 @@ func (m *Manager) Teardown(_ context.Context, cfg FrameworkConfig) (bool, error)
 		return false, ErrStopped
 	}
 	if c == nil {
-		if cfg.FrameworkID == "" {
+		if cfg.FrameworkID == "" || m.wasTornDown(cfg.FrameworkID) {
 			return true, nil // never subscribed by this bridge, nothing persisted: nothing on Mesos
 		}
 		if err := cfg.Validate(); err != nil {
@@ -154,12 +157,22 @@ func (m *Manager) Teardown(_ context.Context, cfg FrameworkConfig) (bool, error)
 		return false, err
 	}
 	<-c.done // the loop has ended: nothing of the framework is left behind
+	frameworkID := c.observed().FrameworkID
 	m.mu.Lock()
 	if m.clusters[key] == c {
 		delete(m.clusters, key)
 	}
+	if frameworkID != "" {
+		m.tornDown[frameworkID] = true
+	}
 	m.mu.Unlock()
 	return true, nil
+}
+
+func (m *Manager) wasTornDown(frameworkID string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tornDown[frameworkID]
 }
 
 // clusterFor returns the cluster's state, creating it and starting its loop if needed;

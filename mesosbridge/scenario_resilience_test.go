@@ -1,0 +1,265 @@
+package mesosbridge
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	mesos "github.com/mesos/mesos-go/api/v1/lib"
+
+	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+)
+
+// runningCluster starts a cluster of one server and two agents and waits for them.
+func runningCluster(t *testing.T, s *mesostest.Server, b *testBridge, name string, masters ...string) *controller {
+	t.Helper()
+	if len(masters) == 0 {
+		masters = []string{s.URL()}
+	}
+	c := newController(t, b, clusterConfig(name, masters...), smallServer(0), smallAgent(0, 1), smallAgent(1, 1))
+	c.until("cluster running", allRunning("server-0", "agent-0", "agent-1"))
+	return c
+}
+
+// taskIDs maps task names to task IDs.
+func taskIDs(o Observed) map[string]string {
+	ids := map[string]string{}
+	for name, t := range o.Tasks {
+		ids[name] = t.TaskID
+	}
+	return ids
+}
+
+// assertSameTasks checks the cluster still has exactly the tasks it had, in the bridge
+// and in the master: nothing lost, nothing duplicated.
+func assertSameTasks(t *testing.T, s *mesostest.Server, before, after Observed) {
+	t.Helper()
+	if after.FrameworkID != before.FrameworkID {
+		t.Errorf("framework ID changed from %s to %s", before.FrameworkID, after.FrameworkID)
+	}
+	for name, id := range taskIDs(before) {
+		if got := after.Tasks[name]; got.TaskID != id || got.State != TaskRunning {
+			t.Errorf("%s: %s %s, want %s running", name, got.TaskID, got.State, id)
+		}
+	}
+	live := frameworkTasks(s, before.FrameworkID)
+	if len(live) != len(before.Tasks) {
+		t.Errorf("master has %d tasks, want %d", len(live), len(before.Tasks))
+	}
+	for _, fw := range s.State().Frameworks {
+		for _, task := range fw.CompletedTasks {
+			t.Errorf("task %s (%s) ended: %s", task.Name, task.ID, task.State)
+		}
+	}
+}
+
+// settleOfferRounds lets a few allocation rounds pass, in which a duplicate launch
+// would happen if the bridge were going to make one.
+func settleOfferRounds() { time.Sleep(15 * testAllocation) }
+
+func TestRestartResubscribesAndAdoptsRunningTasks(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		withKnown bool
+		// slowCalls delays every call, so offers overtake the reconciliation answers:
+		// only the reconciliation barrier keeps the bridge from launching duplicates.
+		slowCalls time.Duration
+	}{
+		{"known tasks from status", true, 0},
+		{"implicit reconciliation only", false, 0},
+		{"implicit reconciliation only, slow master", false, 5 * testAllocation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newEmulator(t, mesostest.Options{})
+			first := newTestBridge(t)
+			c := runningCluster(t, s, first, "restart")
+			before := c.last
+			first.Stop() // the operator goes away; Mesos keeps the tasks
+			s.DelayCalls(tc.slowCalls)
+			// Fresh resources, under no decline filter of the first bridge, are offered as
+			// soon as the framework resubscribes.
+			s.AddAgent(agentConfig("node-4", 4))
+
+			second := newTestBridge(t)
+			c.b = second
+			if !tc.withKnown {
+				c.known = nil
+			}
+			after := c.until("adopted", allRunning("server-0", "agent-0", "agent-1"))
+			settleOfferRounds()
+			after = c.reconcile()
+			assertSameTasks(t, s, before, after)
+			if got := second.metric("mesosk3s_bridge_task_launches_total"); got != 0 {
+				t.Errorf("restarted bridge launched %v tasks", got)
+			}
+			if tc.withKnown && after.Tasks["server-0"].Ports[PortAPI] == 0 {
+				t.Errorf("adopted server lost its ports: %+v", after.Tasks["server-0"])
+			}
+		})
+	}
+}
+
+func TestSurvivesDroppedStream(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "dropped")
+	before := c.last
+	for i := range 3 {
+		if err := s.DropStream(before.FrameworkID); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "resubscription", func() bool {
+			return b.metric("mesosk3s_bridge_subscriptions_total") == float64(i+2) && c.reconcile().Connection.Connected
+		})
+		if n := goroutinesIn("mesosbridge.(*subscription).read"); n != 1 {
+			t.Fatalf("%d event readers after %d reconnects, want 1", n, i+1)
+		}
+	}
+	settleOfferRounds()
+	assertSameTasks(t, s, before, c.reconcile())
+
+	// The loop still works: a new task launches over the new subscription.
+	c.desired = append(c.desired, smallAgent(2, 1))
+	c.until("agent-2 running", allRunning("agent-2"))
+}
+
+func TestDetectsSilencedHeartbeats(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t, func(o *Options) { o.HeartbeatMisses = 3 })
+	c := runningCluster(t, s, b, "silent")
+	before := c.last
+	// Nothing else is pending, so the stream is quiet but for heartbeats.
+	if err := s.StopHeartbeats(before.FrameworkID, true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	eventually(t, "watchdog reconnect", func() bool { return b.metric("mesosk3s_bridge_subscriptions_total") >= 2 })
+	if took := time.Since(start); took < 3*testHeartbeat {
+		t.Errorf("reconnected after %v, before 3 heartbeat intervals passed", took)
+	}
+	if b.metric("mesosk3s_bridge_reconnects_total", "reason", "stream") < 1 {
+		t.Errorf("reconnect not counted")
+	}
+	after := c.until("subscribed again", func(o Observed) bool { return o.Connection.Connected })
+	assertSameTasks(t, s, before, after)
+}
+
+func TestFollowsMasterFailover(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	standby := s.AddMaster()
+	b := newTestBridge(t)
+	// Only the first master is configured: after the failover it answers 307 and the
+	// bridge follows the redirect, whose Location is protocol-relative.
+	c := runningCluster(t, s, b, "failover", s.URL())
+	before := c.last
+	if err := s.FailoverTo(standby); err != nil {
+		t.Fatal(err)
+	}
+	after := c.until("subscribed at the new leader", func(o Observed) bool {
+		return o.Connection.Connected && strings.Contains(o.Connection.Message, strings.TrimPrefix(standby, "http://"))
+	})
+	assertSameTasks(t, s, before, after)
+	c.desired = append(c.desired, smallAgent(2, 1))
+	c.until("agent-2 running after failover", allRunning("agent-2"))
+}
+
+func TestTriesMastersInTurn(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	runningCluster(t, s, b, "masters", "127.0.0.1:1", s.URL())
+}
+
+func TestSurvivesNoLeader(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "no-leader")
+	before := c.last
+	s.SetUnavailable(true)
+	c.until("503 reported", func(o Observed) bool {
+		return o.Connection.Reason == ConnUnreachable && strings.Contains(o.Connection.Message, "503")
+	})
+	s.SetUnavailable(false)
+	after := c.until("subscribed again", func(o Observed) bool { return o.Connection.Connected })
+	assertSameTasks(t, s, before, after)
+}
+
+func TestFailedTaskReportedWithinOneEvent(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "failure")
+	failed := c.last.Tasks["agent-0"]
+	for drained := false; !drained; {
+		select {
+		case <-b.Events():
+		case <-time.After(5 * testHeartbeat):
+			drained = true
+		}
+	}
+	if err := s.FailTask(failed.TaskID, mesos.TASK_FAILED, mesos.REASON_COMMAND_EXECUTOR_FAILED, "k3s agent exited"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case key := <-b.Events():
+		if key != c.cfg.Key() {
+			t.Fatalf("event for %v", key)
+		}
+	case <-time.After(waitLong):
+		t.Fatal("no event")
+	}
+	// The first event after the failure already shows it: as the task's state, or, if the
+	// bridge has relaunched it already, as the relaunch's predecessor.
+	obs, _ := b.Observe(c.cfg.Key())
+	got := obs.Tasks["agent-0"]
+	end := TaskEnd{TaskID: got.TaskID, State: got.State, Reason: got.Reason, Message: got.Message}
+	if got.TaskID != failed.TaskID && got.Previous != nil {
+		end = *got.Previous
+	}
+	if end.TaskID != failed.TaskID || end.State != TaskFailed || end.Reason != "REASON_COMMAND_EXECUTOR_FAILED" ||
+		end.Message != "k3s agent exited" {
+		t.Fatalf("after one event: %+v", got)
+	}
+	c.until("agent-0 relaunched", func(o Observed) bool {
+		return o.Tasks["agent-0"].TaskID != failed.TaskID && o.Tasks["agent-0"].State == TaskRunning
+	})
+}
+
+func TestUnauthorizedCredentials(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{Credentials: map[string]string{"mesosk3s": "right-secret"}})
+	b := newTestBridge(t)
+	cfg := clusterConfig("auth", s.URL())
+	cfg.Principal, cfg.Secret = "mesosk3s", "wrong-secret"
+	c := newController(t, b, cfg, smallServer(0))
+	obs := c.until("unauthorized", func(o Observed) bool { return o.Connection.Reason == ConnUnauthorized })
+	msg := obs.Connection.Message
+	if obs.Connection.Connected || !strings.Contains(msg, `principal "mesosk3s"`) || !strings.Contains(msg, "401") ||
+		strings.Contains(msg, "secret") {
+		t.Fatalf("connection %+v", obs.Connection)
+	}
+	// Fixing the Secret is picked up without a restart.
+	c.cfg.Secret = "right-secret"
+	c.until("running with the right credentials", allRunning("server-0"))
+	if fw := s.State().Frameworks; len(fw) != 1 || fw[0].Principal != "mesosk3s" {
+		t.Fatalf("frameworks %+v", fw)
+	}
+}
+
+func TestRemovedFrameworkRefused(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "removed")
+	id := c.cfg.FrameworkID
+	eventually(t, "teardown", func() bool {
+		done, err := b.Teardown(t.Context(), c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return done
+	})
+	// A cluster that still believes in the removed framework is refused, with the reason.
+	again := newController(t, b, clusterConfig("removed", s.URL()))
+	again.cfg.FrameworkID = id
+	obs := again.until("refused", func(o Observed) bool { return o.Connection.Reason == ConnRefused })
+	if !strings.Contains(obs.Connection.Message, "Framework has been removed") {
+		t.Fatalf("connection %+v", obs.Connection)
+	}
+}
