@@ -127,5 +127,13 @@ func agentResources(cfg AgentConfig) mesos.Resources {
 	return rs
 }
 
-// agentByIDLocked finds a registered agent.
-func (s *Server) agentByIDLocked(id string) *agent { return s.agents[id] }
+// agentPort is the port emulated agents claim to listen on (the Mesos
+// agent's default); nothing listens there.
+const agentPort = 5051
+
+// url is the agent's HTTP endpoint as offers advertise it.
+func (a *agent) url() *mesos.URL {
+	host := a.hostname
+	path := "/slave(1)"
+	return &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: &host, IP: &host, Port: agentPort}, Path: &path}
+}

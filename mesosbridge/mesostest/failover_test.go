@@ -2,6 +2,7 @@ package mesostest
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -200,6 +201,16 @@ func TestMasterFailoverRaw(t *testing.T) {
 	}
 	if st := stateTask(s, "server-0"); st == nil || st.State != "TASK_RUNNING" {
 		t.Fatalf("task lost across master failover: %+v", st)
+	}
+	// GET /redirect points at the leader from any master.
+	rc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	rr, err := rc.Get(s.URL() + "/master/redirect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr.Body.Close()
+	if rr.StatusCode != http.StatusTemporaryRedirect || rr.Header.Get("Location") != "//"+strings.TrimPrefix(standby, "http://") {
+		t.Fatalf("/redirect: %d %q", rr.StatusCode, rr.Header.Get("Location"))
 	}
 	// Non-leaders serve an empty /state pointing at the leader.
 	resp, err := http.Get(s.URL() + "/state")

@@ -24,6 +24,9 @@ func (s *Server) handler(m *master) http.Handler {
 	for _, p := range []string{"/state", "/state.json", "/master/state", "/master/state.json"} {
 		mux.HandleFunc(p, state)
 	}
+	redirect := func(w http.ResponseWriter, r *http.Request) { s.serveRedirect(w) }
+	mux.HandleFunc("/redirect", redirect)
+	mux.HandleFunc("/master/redirect", redirect)
 	health := func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) }
 	mux.HandleFunc("/health", health)
 	mux.HandleFunc("/master/health", health)
@@ -210,4 +213,18 @@ func (s *Server) applyCallFaults(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// serveRedirect implements GET /redirect: every master (the leader too)
+// answers 307 with the leader's base address, "//host:port".
+func (s *Server) serveRedirect(w http.ResponseWriter) {
+	s.mu.Lock()
+	leader, noLeader := s.leader, s.noLeader
+	s.mu.Unlock()
+	if noLeader || leader == nil {
+		http.Error(w, "No leader elected", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("//%s:%d", s.opts.Hostname, leader.port))
+	w.WriteHeader(http.StatusTemporaryRedirect)
 }

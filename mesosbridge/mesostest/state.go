@@ -225,9 +225,9 @@ func (s *Server) agentStateLocked(a *agent) StateAgent {
 	}
 	sa := StateAgent{
 		ID:                    a.id,
-		PID:                   fmt.Sprintf("slave(1)@%s:5051", a.hostname),
+		PID:                   fmt.Sprintf("slave(1)@%s:%d", a.hostname, agentPort),
 		Hostname:              a.hostname,
-		Port:                  5051,
+		Port:                  agentPort,
 		Active:                a.reachable,
 		RegisteredTime:        unixSeconds(a.registered),
 		Attributes:            map[string]string{},
