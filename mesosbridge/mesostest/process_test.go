@@ -197,6 +197,15 @@ func TestCloseKillsProcesses(t *testing.T) {
 		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil && pid > 0
 	})
+	// The agent becomes unreachable: the legacy framework is told TASK_LOST
+	// and the master forgets the task, but the process still runs there.
+	if err := s.LoseAgent("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	g.update("long", 2*time.Second, inState(mesos.TASK_LOST))
+	if syscall.Kill(pid, 0) != nil {
+		t.Fatal("process of a partitioned agent was killed")
+	}
 	s.Close()
 	eventually(t, 2*time.Second, "process killed", func() bool { return syscall.Kill(pid, 0) != nil })
 	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {

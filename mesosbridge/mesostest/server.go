@@ -279,12 +279,16 @@ func (s *Server) Close() {
 		t.Stop()
 	}
 	s.timers = map[*time.Timer]struct{}{}
-	var procs []*taskProcess
 	for _, fw := range s.frameworks {
 		if fw.stream != nil {
 			fw.stream.close()
 		}
-		for _, t := range fw.tasks {
+	}
+	// Every task still on an agent, whoever tracks it (live, unreachable,
+	// or already reported lost), may have a process and a health checker.
+	var procs []*taskProcess
+	for _, a := range s.agentOrder {
+		for t := range a.tasks {
 			if t.proc != nil {
 				procs = append(procs, t.proc)
 			}
