@@ -7,6 +7,5 @@
 // +kubebuilder:rbac:groups=cluster.mesosk3s.io,resources=k3sclusters,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=cluster.mesosk3s.io,resources=k3sclusters/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=cluster.mesosk3s.io,resources=k3sclusters/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 package controllers

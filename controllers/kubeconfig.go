@@ -1,13 +1,21 @@
 package controllers
 
 import (
+	"context"
 	"crypto/x509/pkix"
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
 )
+
+// kubeconfigKey is the data key of the kubeconfig Secret, as Cluster API defines it.
+const kubeconfigKey = "value"
 
 // adminCertValidity is the life of the admin client certificate in the kubeconfig
 // Secret; it is renewed once half of it has passed, so a kubeconfig read from the Secret
@@ -75,4 +83,54 @@ func kubeconfigNeedsRefresh(data []byte, endpoint string, pki *clusterPKI, now t
 		return true, "the client certificate is past half its life"
 	}
 	return false, ""
+}
+
+// reconcileKubeconfig writes the admin kubeconfig Secret for endpoint, or rewrites it
+// when the endpoint moved, the CAs differ or the client certificate is past half its
+// life. It returns the kubeconfig in force (nil while the endpoint is unknown).
+func (r *K3sClusterReconciler) reconcileKubeconfig(ctx context.Context, s *clusterScope, endpoint string) ([]byte, error) {
+	c := s.cluster
+	if endpoint == "" {
+		return nil, nil
+	}
+	name := kubeconfigSecretName(c.Name)
+	now := r.now()
+	existing, err := r.getSecret(ctx, c.Namespace, name)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	found := err == nil
+	if found {
+		if refresh, _ := kubeconfigNeedsRefresh(existing.Data[kubeconfigKey], endpoint, s.pki, now); !refresh {
+			c.Status.Endpoint = endpoint
+			s.obs.endpoint, s.obs.kubeconfigWritten = endpoint, true
+			return existing.Data[kubeconfigKey], nil
+		}
+	}
+	data, err := buildAdminKubeconfig(c.Name, endpoint, s.pki, now)
+	if err != nil {
+		s.obs.kubeconfigErr = err.Error()
+		return nil, err
+	}
+	m, err := r.ownedSecretMeta(c, name, c.Spec.Kubeconfig.SecretMetadata)
+	if err != nil {
+		return nil, err
+	}
+	secret := &corev1.Secret{ObjectMeta: m, Type: v1alpha1.KubeconfigSecretType, Data: map[string][]byte{kubeconfigKey: data}}
+	if found {
+		_, why := kubeconfigNeedsRefresh(existing.Data[kubeconfigKey], endpoint, s.pki, now)
+		secret.ResourceVersion = existing.ResourceVersion
+		if err := r.Update(ctx, secret); err != nil {
+			return nil, err
+		}
+		r.event(c, corev1.EventTypeNormal, "KubeconfigRotated", "WriteKubeconfig", "rewrote Secret %s: %s", name, why)
+	} else {
+		if err := r.Create(ctx, secret); err != nil {
+			return nil, err
+		}
+		r.event(c, corev1.EventTypeNormal, "KubeconfigWritten", "WriteKubeconfig", "wrote the admin kubeconfig for %s to Secret %s", endpoint, name)
+	}
+	c.Status.Endpoint = endpoint
+	s.obs.endpoint, s.obs.kubeconfigWritten = endpoint, true
+	return data, nil
 }

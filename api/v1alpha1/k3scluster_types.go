@@ -137,9 +137,11 @@ type MesosSpec struct {
 	// +optional
 	Master string `json:"master,omitempty"`
 
-	// Role is the Mesos role the framework subscribes with.
-	// +kubebuilder:default="*"
-	// +kubebuilder:validation:Pattern=`^(\*|[a-zA-Z0-9_][a-zA-Z0-9_./-]*)$`
+	// Role is the Mesos role the framework subscribes with. It must be a named role: the
+	// servers' persistent volumes are reserved for it (Mesos cannot reserve for "*").
+	// +kubebuilder:default="mesosk3s"
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$`
+	// +kubebuilder:validation:MaxLength=128
 	// +optional
 	Role string `json:"role,omitempty"`
 
@@ -445,10 +447,13 @@ type K3sClusterStatus struct {
 // RoleStatus counts the tasks of one role.
 type RoleStatus struct {
 	// Replicas is the number of tasks that exist (launched and not terminal).
+	// +optional
 	Replicas int32 `json:"replicas"`
 	// ReadyReplicas are running and healthy.
+	// +optional
 	ReadyReplicas int32 `json:"readyReplicas"`
 	// UpdatedReplicas run the current spec.
+	// +optional
 	UpdatedReplicas int32 `json:"updatedReplicas"`
 	// Selector selects this role's tasks.
 	// +optional
@@ -482,6 +487,22 @@ type TaskStatus struct {
 	// Restarts counts relaunches of this task name.
 	// +optional
 	Restarts int32 `json:"restarts,omitempty"`
+	// ConsecutiveFailures counts failures since the task last served; at
+	// spec.remediation.failureThreshold the cluster is Stalled.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+	// LastFailureTime is when the task last ended without being asked to; the relaunch
+	// back-off counts from it.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// AgentID is the Mesos agent the task runs (or last ran) on; a server with a persistent
+	// volume is relaunched there.
+	// +optional
+	AgentID string `json:"agentID,omitempty"`
+	// SpecHash identifies the spec the task was launched with; the rollout replaces tasks
+	// whose hash differs from the current spec's.
+	// +optional
+	SpecHash string `json:"specHash,omitempty"`
 	// Message is the last Mesos status message or reason, if any.
 	// +optional
 	Message string `json:"message,omitempty"`

@@ -67,6 +67,7 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		{"even etcd datastore replicas", `datastore: {type: Etcd, replicas: 2}`, "spec.datastore.replicas", "odd number of replicas"},
 		{"maxUnavailable over 100%", `rollout: {maxUnavailable: "150%"}`, "spec.rollout.maxUnavailable", "non-negative number or a percentage"},
 		{"zero failure threshold", `remediation: {failureThreshold: 0}`, "spec.remediation.failureThreshold", "greater than or equal to 1"},
+		{"the default role *", `mesos: {role: "*"}`, "spec.mesos.role", "should match"},
 		{"malformed failover timeout", `mesos: {failoverTimeout: "a week"}`, "spec.mesos.failoverTimeout", ""},
 	}
 	ctx := context.Background()
@@ -155,7 +156,7 @@ func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
 		{"agents.replicas", s.Agents.Replicas, int32(1)},
 		{"agents.resources.memory", s.Agents.Resources.Memory.String(), "1Gi"},
 		{"datastore.type", s.Datastore.Type, v1alpha1.DatastoreSQLite},
-		{"mesos.role", s.Mesos.Role, "*"},
+		{"mesos.role", s.Mesos.Role, "mesosk3s"},
 		{"mesos.failoverTimeout", s.Mesos.FailoverTimeout.Duration.String(), "168h0m0s"},
 		{"network.mode", s.Network.Mode, v1alpha1.NetworkHost},
 		{"network.clusterCIDR", s.Network.ClusterCIDR, "10.42.0.0/16"},

@@ -1,0 +1,49 @@
+package controllers
+
+import (
+	"context"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// Bridge is what the reconciler needs of Mesos: the scheduler bridge's interface plus a
+// cheap look at what it observed, so that a pass decides on the newest task states
+// (a failure must be counted before the task is offered for relaunch).
+type Bridge interface {
+	mesosbridge.Bridge
+	// Observe returns the bridge's current view of a cluster; false when the bridge has
+	// not seen the cluster since it started.
+	Observe(cluster mesosbridge.ClusterKey) (mesosbridge.Observed, bool)
+}
+
+// bridgeSource turns the bridge's "this cluster changed" events into reconcile requests,
+// so reconciles follow Mesos events instead of polling.
+type bridgeSource struct {
+	events <-chan mesosbridge.ClusterKey
+}
+
+var _ source.Source = bridgeSource{}
+
+// Start forwards events until ctx ends. The workqueue collapses bursts for one cluster
+// into a single reconcile.
+func (s bridgeSource) Start(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case key, ok := <-s.events:
+				if !ok {
+					return
+				}
+				q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: key.Namespace, Name: key.Name}})
+			}
+		}
+	}()
+	return nil
+}

@@ -1,0 +1,287 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// Requeue intervals. Mesos events drive reconciles; these are the safety nets.
+const (
+	resyncReady    = 5 * time.Minute  // a Ready cluster: kubeconfig rotation, probe
+	resyncProgress = 15 * time.Second // while deploying: the /readyz probe is polled
+	retryProblem   = 30 * time.Second // a problem a person must fix (missing Secret)
+)
+
+// reconcile drives a live cluster towards its spec, one step per pass:
+// PKI → Mesos config → task tracking → plan → kills (scale, rollout) → Ensure →
+// status → kubeconfig → API probe.
+func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (ctrl.Result, error) {
+	c := s.cluster
+	s.obs.datastoreType = c.Spec.Datastore.Type
+	s.obs.servers.desired, s.obs.agents.desired = c.Spec.Servers.Replicas, c.Spec.Agents.Replicas
+
+	if msg := unsupportedSpec(c); msg != "" && c.Status.Version == "" {
+		// Nothing runs yet and nothing could: make no Mesos call at all.
+		s.obs.unsupported = msg
+		return ctrl.Result{}, nil
+	}
+
+	if err := r.reconcilePKI(ctx, s); err != nil {
+		s.obs.kubeconfigErr = err.Error()
+		return ctrl.Result{}, err
+	}
+	cfg, problem, err := r.frameworkConfig(ctx, c)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem != nil {
+		s.obs.connectionErr = problem
+		return ctrl.Result{RequeueAfter: retryProblem}, nil
+	}
+	s.framework = cfg
+
+	in := planInputs{
+		serverSecrets: serverSecrets(s.pki, s.token),
+		agentSecrets:  map[string][]byte{mesosbridge.SecretToken: []byte(s.token)},
+	}
+	if c.Spec.Datastore.Type == v1alpha1.DatastoreExternal {
+		endpoint, problem, err := r.externalDatastoreEndpoint(ctx, c)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if problem != nil {
+			s.obs.datastoreErr = problem
+			return ctrl.Result{RequeueAfter: retryProblem}, nil
+		}
+		in.serverSecrets[mesosbridge.SecretDatastoreEndpoint] = endpoint
+	}
+
+	// A version change is refused (see unsupportedSpec) but the cluster keeps running the
+	// version it has: plan with that one, so nothing is rolled.
+	planned := c
+	if msg := unsupportedSpec(c); msg != "" {
+		s.obs.unsupported = msg
+		planned = c.DeepCopy()
+		planned.Spec.Version = c.Status.Version
+	}
+
+	now := r.now()
+	observed, _ := r.Bridge.Observe(s.key())
+	known := withStatusKnowledge(observed.Tasks, c.Status.Tasks)
+	in.serverURL = serverEndpoint(c, known)
+	in.serverAgentIDs = agentIDs(known, c.Status.Tasks)
+	all := desiredTasks(planned, in)
+	desiredByName := make(map[string]mesosbridge.TaskSpec, len(all))
+	for _, t := range all {
+		desiredByName[t.Name] = t
+	}
+
+	track := trackTasks(c.Status.Tasks, known, desiredByName, remediationOf(c.Spec.Remediation), now)
+	for _, f := range track.newFailures {
+		r.event(c, corev1.EventTypeWarning, "TaskFailed", "Relaunch", "%s (%s) ended: %s; relaunching after back-off", f.Name, f.TaskID, f.Message)
+	}
+	inBackoff := func(name string) bool { _, ok := track.backoffUntil[name]; return ok }
+	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff)
+
+	if kills := append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable)...); len(kills) > 0 {
+		if err := r.Bridge.Kill(ctx, s.key(), kills...); err != nil {
+			return ctrl.Result{}, fmt.Errorf("killing %v: %w", kills, err)
+		}
+		r.event(c, corev1.EventTypeNormal, "TasksKilled", "Kill", "killing %v (scale-down or rollout)", kills)
+	}
+
+	if s.observed, err = r.Bridge.Ensure(ctx, cfg, launchable, knownTasks(c.Status.Tasks)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("ensuring the Mesos framework: %w", err)
+	}
+	s.obs.connection, s.obs.connectionSet = s.observed.Connection, true
+
+	// The framework ID is persisted before anything is launched: the bridge launches only
+	// once an Ensure carries the ID back, which the next pass does from this status.
+	requeueSoon := false
+	if id := s.observed.FrameworkID; id != "" && id != c.Status.FrameworkID {
+		c.Status.FrameworkID = id
+		r.event(c, corev1.EventTypeNormal, "FrameworkRegistered", "Subscribe", "Mesos framework %s registered", id)
+		requeueSoon = true
+	}
+
+	known = withStatusKnowledge(s.observed.Tasks, c.Status.Tasks)
+	track = trackTasks(c.Status.Tasks, known, desiredByName, remediationOf(c.Spec.Remediation), now)
+	r.recordLaunches(c, known)
+	c.Status.Tasks = track.tasks
+	s.obs.stalledTask, s.obs.failedTasks, s.obs.waiting = track.stalled, track.failed, waiting
+	s.obs.servers, s.obs.agents = countRoles(all, known)
+	setRoleStatus(c, s.obs.servers, s.obs.agents)
+	if s.obs.servers.ready == s.obs.servers.desired && s.obs.servers.updated == s.obs.servers.desired && s.obs.servers.desired > 0 {
+		c.Status.Version = planned.Spec.Version
+	}
+
+	endpoint := serverEndpoint(c, known)
+	kubeconfig, err := r.reconcileKubeconfig(ctx, s, endpoint)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if kubeconfig != nil && s.obs.servers.ready > 0 {
+		reachable, ready, msg := r.Prober.Readyz(ctx, kubeconfig)
+		if reachable {
+			s.obs.apiReady, s.obs.apiMessage = &ready, msg
+		}
+	}
+	return r.requeue(s, track, requeueSoon, now), nil
+}
+
+// requeue picks the next pass: soon after a framework registration, at the end of the
+// first relaunch back-off, and otherwise a slow resync.
+func (r *K3sClusterReconciler) requeue(s *clusterScope, track tracking, soon bool, now time.Time) ctrl.Result {
+	if soon {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}
+	}
+	next := resyncReady
+	if s.obs.servers.ready < s.obs.servers.desired || s.obs.agents.ready < s.obs.agents.desired || (s.obs.apiReady != nil && !*s.obs.apiReady) {
+		next = resyncProgress
+	}
+	for _, until := range track.backoffUntil {
+		next = min(next, until.Sub(now)+10*time.Millisecond)
+	}
+	for _, t := range s.cluster.Status.Tasks {
+		if t.ConsecutiveFailures > 0 && !mesosbridge.TaskState(t.State).Terminal() {
+			next = min(next, stableAfter) // to reset the failure count once it served long enough
+		}
+	}
+	return ctrl.Result{RequeueAfter: next}
+}
+
+// recordLaunches emits an event for every task incarnation not in the previous status.
+func (r *K3sClusterReconciler) recordLaunches(c *v1alpha1.K3sCluster, known map[string]mesosbridge.ObservedTask) {
+	prev := map[string]string{}
+	for _, t := range c.Status.Tasks {
+		prev[t.Name] = t.TaskID
+	}
+	for name, o := range known {
+		if o.TaskID != "" && prev[name] != o.TaskID && !o.State.Terminal() {
+			r.event(c, corev1.EventTypeNormal, "TaskLaunched", "Launch", "launched %s as Mesos task %s", name, o.TaskID)
+		}
+	}
+}
+
+// serverEndpoint is the URL clients and agents use: the endpoint override, else server-0's
+// host and API port while it is placed, else the last known endpoint.
+func serverEndpoint(c *v1alpha1.K3sCluster, known map[string]mesosbridge.ObservedTask) string {
+	if c.Spec.Kubeconfig.Endpoint != "" {
+		return c.Spec.Kubeconfig.Endpoint
+	}
+	if o, ok := known["server-0"]; ok && taskLive(o, ok) && o.Hostname != "" && o.Ports[mesosbridge.PortAPI] != 0 {
+		return fmt.Sprintf("https://%s:%d", o.Hostname, o.Ports[mesosbridge.PortAPI])
+	}
+	return c.Status.Endpoint
+}
+
+// agentIDs pins each server to the agent that last ran it (where its volume is).
+func agentIDs(known map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskStatus) map[string]string {
+	out := map[string]string{}
+	for _, p := range prev {
+		if p.AgentID != "" {
+			out[p.Name] = p.AgentID
+		}
+	}
+	for name, o := range known {
+		if o.AgentID != "" {
+			out[name] = o.AgentID
+		}
+	}
+	return out
+}
+
+// countRoles counts desired, live, running, ready and up-to-date tasks per role.
+func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.ObservedTask) (servers, agents roleCount) {
+	want := map[string]mesosbridge.TaskSpec{}
+	for _, t := range desired {
+		want[t.Name] = t
+		switch t.Role {
+		case mesosbridge.RoleServer:
+			servers.desired++
+		case mesosbridge.RoleAgent:
+			agents.desired++
+		}
+	}
+	for name, o := range known {
+		rc := &agents
+		if o.Role == mesosbridge.RoleServer {
+			rc = &servers
+		} else if o.Role != mesosbridge.RoleAgent {
+			continue
+		}
+		if !taskLive(o, true) {
+			continue
+		}
+		rc.live++
+		if o.State == mesosbridge.TaskRunning {
+			rc.running++
+		}
+		spec, isDesired := want[name]
+		if !isDesired {
+			continue
+		}
+		if taskReady(o, true) {
+			rc.ready++
+		}
+		if o.SpecHash == "" || o.SpecHash == spec.SpecHash {
+			rc.updated++
+		}
+	}
+	return servers, agents
+}
+
+// setRoleStatus writes the per-role counts and the selectors (the scale subresource reads
+// .status.selector and .status.agents.replicas).
+func setRoleStatus(c *v1alpha1.K3sCluster, servers, agents roleCount) {
+	roleStatus := func(rc roleCount, role mesosbridge.TaskRole) v1alpha1.RoleStatus {
+		return v1alpha1.RoleStatus{
+			Replicas: rc.live, ReadyReplicas: rc.ready, UpdatedReplicas: rc.updated,
+			Selector: fmt.Sprintf("%s=%s,%s=%s", v1alpha1.ClusterNameLabel, c.Name, v1alpha1.RoleLabel, role),
+		}
+	}
+	c.Status.Servers = roleStatus(servers, mesosbridge.RoleServer)
+	c.Status.Agents = roleStatus(agents, mesosbridge.RoleAgent)
+	c.Status.Selector = c.Status.Agents.Selector
+	c.Status.KubeconfigSecretName = kubeconfigSecretName(c.Name)
+}
+
+// knownTasks hands status.tasks back to the bridge: after an operator restart they are
+// its only memory of what runs, so nothing is launched twice.
+func knownTasks(ts []v1alpha1.TaskStatus) []mesosbridge.ObservedTask {
+	out := make([]mesosbridge.ObservedTask, 0, len(ts))
+	for _, t := range ts {
+		if t.TaskID == "" {
+			continue
+		}
+		o := mesosbridge.ObservedTask{
+			Name: t.Name, TaskID: t.TaskID, AgentID: t.AgentID, Hostname: t.AgentHost,
+			State: mesosbridge.TaskState(t.State), Healthy: t.Healthy, SpecHash: t.SpecHash,
+			Role: mesosbridge.TaskRole(t.Role), Index: taskIndex(t.Name),
+		}
+		for k, v := range t.Ports {
+			if o.Ports == nil {
+				o.Ports = map[string]uint32{}
+			}
+			o.Ports[k] = uint32(v)
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// taskIndex is the number at the end of a task name (agent-3 → 3).
+func taskIndex(name string) int {
+	i := strings.LastIndexByte(name, '-')
+	n, _ := strconv.Atoi(name[i+1:])
+	return n
+}

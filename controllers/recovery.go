@@ -1,0 +1,210 @@
+package controllers
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// stableAfter is how long a relaunched task must serve before its failure count resets,
+// so a task that crashes a few seconds after each start still ends up Stalled.
+const stableAfter = 30 * time.Second
+
+// remediation is the relaunch policy of spec.remediation, with the defaults applied.
+type remediation struct {
+	backoff, maxBackoff time.Duration
+	threshold           int32
+}
+
+func remediationOf(spec v1alpha1.RemediationSpec) remediation {
+	r := remediation{backoff: 10 * time.Second, maxBackoff: 5 * time.Minute, threshold: 5}
+	if spec.RelaunchBackoff != nil {
+		r.backoff = spec.RelaunchBackoff.Duration
+	}
+	if spec.MaxRelaunchBackoff != nil {
+		r.maxBackoff = spec.MaxRelaunchBackoff.Duration
+	}
+	if spec.FailureThreshold > 0 {
+		r.threshold = spec.FailureThreshold
+	}
+	return r
+}
+
+// delay is the back-off after the n-th consecutive failure: backoff doubling, capped.
+func (r remediation) delay(n int32) time.Duration {
+	d := r.backoff
+	for i := int32(1); i < n && d < r.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, r.maxBackoff)
+}
+
+// tracking is what trackTasks concluded about the cluster's tasks.
+type tracking struct {
+	// tasks is the new status.tasks, sorted by role and index.
+	tasks []v1alpha1.TaskStatus
+	// backoffUntil holds the tasks waiting to be relaunched, and until when.
+	backoffUntil map[string]time.Time
+	// newFailures names the tasks that failed since the last pass (for events).
+	newFailures []v1alpha1.TaskStatus
+	// failed names the desired tasks that are terminal.
+	failed []string
+	// stalled explains the first task at or over the failure threshold.
+	stalled string
+}
+
+// trackTasks merges what the bridge observed into the previous status.tasks: it counts
+// each unexpected end of a desired task once (per Mesos task ID), relaunches with back-off,
+// and resets the count once a task has served for stableAfter. Tasks the operator ended
+// itself (scaled away or replaced by the rollout, so not desired or of another spec) are
+// not failures.
+func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.ObservedTask, desired map[string]mesosbridge.TaskSpec, rem remediation, now time.Time) tracking {
+	out := tracking{backoffUntil: map[string]time.Time{}}
+	prevByName := map[string]v1alpha1.TaskStatus{}
+	for _, t := range prev {
+		prevByName[t.Name] = t
+	}
+	names := map[string]bool{}
+	for n := range prevByName {
+		names[n] = true
+	}
+	for n := range observed {
+		names[n] = true
+	}
+
+	for name := range names {
+		p, hadPrev := prevByName[name]
+		obs, seen := observed[name]
+		spec, isDesired := desired[name]
+		st := p
+		if !hadPrev {
+			st = v1alpha1.TaskStatus{Name: name, Role: string(obs.Role)}
+		}
+		if seen {
+			st = mergeObserved(st, obs, spec, isDesired)
+			sameIncarnationCounted := hadPrev && p.TaskID == obs.TaskID && mesosbridge.TaskState(p.State).Terminal()
+			if hadPrev && p.TaskID != "" && obs.TaskID != p.TaskID {
+				st.Restarts++
+			}
+			if obs.State.Terminal() && !sameIncarnationCounted && isDesired && (obs.SpecHash == "" || st.SpecHash == spec.SpecHash) {
+				st.ConsecutiveFailures++
+				st.LastFailureTime = &metav1.Time{Time: now}
+				out.newFailures = append(out.newFailures, st)
+			}
+			if taskReady(obs, true) && st.ConsecutiveFailures > 0 && !obs.LastUpdate.IsZero() && now.Sub(obs.LastUpdate) >= stableAfter {
+				st.ConsecutiveFailures = 0
+			}
+		}
+		terminal := st.State == "" || mesosbridge.TaskState(st.State).Terminal()
+		if !isDesired && terminal {
+			continue // scaled away and gone: forget it
+		}
+		if isDesired && terminal && st.TaskID != "" {
+			out.failed = append(out.failed, name)
+			if st.LastFailureTime != nil && st.ConsecutiveFailures > 0 {
+				if until := st.LastFailureTime.Add(rem.delay(st.ConsecutiveFailures)); now.Before(until) {
+					out.backoffUntil[name] = until
+				}
+			}
+		}
+		out.tasks = append(out.tasks, st)
+	}
+	sortTaskStatuses(out.tasks)
+	sort.Strings(out.failed)
+	for _, t := range out.tasks {
+		if t.ConsecutiveFailures >= rem.threshold {
+			out.stalled = fmt.Sprintf("%s failed %d times in a row (last: %s); still relaunching every %s", t.Name, t.ConsecutiveFailures, t.Message, rem.delay(t.ConsecutiveFailures))
+			break
+		}
+	}
+	return out
+}
+
+// mergeObserved copies the bridge's view of a task into its status entry. After an
+// operator restart the bridge may not know a task's spec hash or ports (Mesos reports
+// neither on reconciliation); the previous status keeps them for the same task ID.
+func mergeObserved(st v1alpha1.TaskStatus, obs mesosbridge.ObservedTask, spec mesosbridge.TaskSpec, isDesired bool) v1alpha1.TaskStatus {
+	sameTask := st.TaskID == obs.TaskID
+	st.TaskID = obs.TaskID
+	st.Role = string(obs.Role)
+	st.State = string(obs.State)
+	st.Healthy = obs.Healthy
+	if obs.Hostname != "" || !sameTask {
+		st.AgentHost = obs.Hostname
+	}
+	if obs.AgentID != "" || !sameTask {
+		st.AgentID = obs.AgentID
+	}
+	if len(obs.Ports) > 0 || !sameTask {
+		st.Ports = nil
+		for k, v := range obs.Ports {
+			if st.Ports == nil {
+				st.Ports = map[string]int32{}
+			}
+			st.Ports[k] = int32(v)
+		}
+	}
+	if obs.SpecHash != "" || !sameTask {
+		st.SpecHash = obs.SpecHash
+	}
+	if isDesired && st.SpecHash == spec.SpecHash {
+		st.Version = spec.K3s.Version
+	}
+	st.Message = obs.Message
+	if obs.Reason != "" {
+		st.Message = fmt.Sprintf("%s: %s", obs.Reason, obs.Message)
+	}
+	return st
+}
+
+var roleRank = map[string]int{string(mesosbridge.RoleDatastore): 0, string(mesosbridge.RoleServer): 1, string(mesosbridge.RoleAgent): 2}
+
+func sortTaskStatuses(ts []v1alpha1.TaskStatus) {
+	sort.Slice(ts, func(i, j int) bool {
+		if ri, rj := roleRank[ts[i].Role], roleRank[ts[j].Role]; ri != rj {
+			return ri < rj
+		}
+		if len(ts[i].Name) != len(ts[j].Name) {
+			return len(ts[i].Name) < len(ts[j].Name) // agent-2 before agent-10
+		}
+		return ts[i].Name < ts[j].Name
+	})
+}
+
+// withStatusKnowledge fills in what the bridge lost across an operator restart (spec
+// hash, ports, agent) from status.tasks, for the same Mesos task ID, so that adopted
+// tasks are neither rolled needlessly nor moved away from their volume.
+func withStatusKnowledge(observed map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskStatus) map[string]mesosbridge.ObservedTask {
+	out := make(map[string]mesosbridge.ObservedTask, len(observed))
+	for k, v := range observed {
+		out[k] = v
+	}
+	for _, p := range prev {
+		o, ok := out[p.Name]
+		if !ok || o.TaskID != p.TaskID {
+			continue
+		}
+		if o.SpecHash == "" {
+			o.SpecHash = p.SpecHash
+		}
+		if len(o.Ports) == 0 && len(p.Ports) > 0 {
+			o.Ports = map[string]uint32{}
+			for k, v := range p.Ports {
+				o.Ports[k] = uint32(v)
+			}
+		}
+		if o.Hostname == "" {
+			o.Hostname = p.AgentHost
+		}
+		if o.AgentID == "" {
+			o.AgentID = p.AgentID
+		}
+		out[p.Name] = o
+	}
+	return out
+}
