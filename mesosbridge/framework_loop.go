@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
@@ -14,6 +15,33 @@ var (
 	errConfigChanged = errors.New("framework config changed")
 	errTornDown      = errors.New("framework torn down")
 )
+
+// heartbeatMissed is the watchdog's verdict: the stream went quiet.
+type heartbeatMissed struct {
+	quiet, interval time.Duration
+	misses          int
+}
+
+func (e *heartbeatMissed) Error() string {
+	return fmt.Sprintf("no event from the master for %s (%d heartbeat intervals of %s); reconnecting",
+		e.quiet.Round(time.Millisecond), e.misses, e.interval)
+}
+
+// reconnectReason labels the reconnects metric with why a subscription ended.
+func reconnectReason(err error) string {
+	var se *subscribeError
+	var hb *heartbeatMissed
+	var ce *callError
+	switch {
+	case errors.As(err, &se):
+		return strings.ToLower(string(se.reason))
+	case errors.As(err, &hb):
+		return "heartbeat"
+	case errors.As(err, &ce):
+		return "call"
+	}
+	return "stream"
+}
 
 // run is the cluster's event loop: subscribe, serve the subscription until it ends,
 // back off, again; until the context ends or the framework is torn down. It is the only
@@ -51,7 +79,6 @@ func (c *cluster) run(ctx context.Context) {
 			trGen = gen
 		}
 		sub, idx, err := c.openStream(ctx, tr, cfg, master)
-		delay := time.Duration(0)
 		if err == nil {
 			master = idx
 			err = c.serve(ctx, tr, sub, gen, backoff)
@@ -66,18 +93,16 @@ func (c *cluster) run(ctx context.Context) {
 			continue
 		}
 		var se *subscribeError
-		reason := "stream"
 		if errors.As(err, &se) {
 			c.setConn(false, se.reason, se.message)
-			reason = string(se.reason)
 			if se.reason == ConnRefused && c.teardownIfRemoved(se.message) {
 				return
 			}
 		} else {
 			c.setConn(false, ConnUnreachable, err.Error())
 		}
-		c.metrics.reconnects.WithLabelValues(reason).Inc()
-		delay = backoff.next()
+		c.metrics.reconnects.WithLabelValues(reconnectReason(err)).Inc()
+		delay := backoff.next()
 		c.log.Info("subscription ended; reconnecting", "error", err.Error(), "in", delay.String())
 		if !c.waitForChange(ctx, gen, delay) {
 			return
@@ -139,7 +164,10 @@ func (c *cluster) serve(ctx context.Context, tr *transport, sub *subscription, g
 	barrierRetry := time.NewTimer(time.Second)
 	defer barrierRetry.Stop()
 	barrierWait := time.Second
+	// teardownTimer wakes the loop when the wait for killed tasks is over; it is armed by
+	// advanceTeardown.
 	teardownTimer := time.NewTimer(time.Hour)
+	teardownTimer.Stop()
 	defer teardownTimer.Stop()
 
 	for {
@@ -162,11 +190,11 @@ func (c *cluster) serve(ctx context.Context, tr *transport, sub *subscription, g
 		case <-c.wake:
 		case <-watchdog.C:
 			quiet := time.Since(time.Unix(0, sub.lastEvent.Load()))
-			if quiet >= silence {
-				return fmt.Errorf("no event from the master for %s (%d heartbeat intervals of %s)",
-					quiet.Round(time.Millisecond), c.opts.HeartbeatMisses, heartbeat)
+			if quiet >= silence && len(events) == 0 {
+				return &heartbeatMissed{quiet: quiet, interval: heartbeat, misses: c.opts.HeartbeatMisses}
 			}
-			watchdog.Reset(silence - quiet)
+			// Events waiting in the channel mean the stream is alive and the loop was busy.
+			watchdog.Reset(max(silence-quiet, heartbeat))
 		case <-periodic.C:
 			if err := c.reconcile(ctx, cl, false); err != nil {
 				return err

@@ -134,15 +134,15 @@ func sum(pools []scalarPool) float64 {
 // facts renders the agent's host name and attributes for constraints, once per round.
 func (s *offerState) facts() agentFacts {
 	if s.lazyFacts == nil {
-		s.lazyFacts = &agentFacts{hostname: s.offer.Hostname, attributes: AttributeMap(s.offer.Attributes)}
+		s.lazyFacts = &agentFacts{hostname: s.offer.Hostname, attributes: attributeMap(s.offer.Attributes)}
 	}
 	return *s.lazyFacts
 }
 
-// AttributeMap renders Mesos agent attributes as text, the way constraints compare them:
+// attributeMap renders Mesos agent attributes as text, the way constraints compare them:
 // text as is, scalars in shortest decimal form, ranges as [a-b,c-d], sets as {a,b}.
 // The event loop keeps these per agent so running siblings can be placed in constraints.
-func AttributeMap(attrs []mesos.Attribute) map[string]string {
+func attributeMap(attrs []mesos.Attribute) map[string]string {
 	m := make(map[string]string, len(attrs))
 	for _, a := range attrs {
 		switch a.Type {

@@ -34,7 +34,7 @@ func TestUsableBy(t *testing.T) {
 }
 
 func TestAttributeMap(t *testing.T) {
-	got := AttributeMap([]mesos.Attribute{
+	got := attributeMap([]mesos.Attribute{
 		{Name: "rack", Type: mesos.TEXT, Text: &mesos.Value_Text{Value: "r1"}},
 		{Name: "gen", Type: mesos.SCALAR, Scalar: &mesos.Value_Scalar{Value: 3}},
 		{Name: "weight", Type: mesos.SCALAR, Scalar: &mesos.Value_Scalar{Value: 2.5}},

@@ -19,7 +19,7 @@ func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.O
 	c.metrics.offersReceived.Add(float64(len(offers)))
 	c.mu.Lock()
 	for _, o := range offers {
-		c.agentAttrs[o.AgentID.Value] = AttributeMap(o.Attributes)
+		c.agentAttrs[o.AgentID.Value] = attributeMap(o.Attributes)
 	}
 	pending := c.pendingLocked()
 	if len(pending) == 0 {

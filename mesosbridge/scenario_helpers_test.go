@@ -154,10 +154,13 @@ type controller struct {
 	desired []TaskSpec
 	known   []ObservedTask
 	last    Observed
+	// seenAt is the number of the observation in which each task ID first appeared.
+	seenAt       map[string]int
+	observations int
 }
 
 func newController(t testing.TB, b *testBridge, cfg FrameworkConfig, desired ...TaskSpec) *controller {
-	return &controller{t: t, b: b, cfg: cfg, desired: desired}
+	return &controller{t: t, b: b, cfg: cfg, desired: desired, seenAt: map[string]int{}}
 }
 
 func (c *controller) reconcile() Observed {
@@ -172,8 +175,12 @@ func (c *controller) reconcile() Observed {
 	c.known = c.known[:0]
 	for _, task := range obs.Tasks {
 		c.known = append(c.known, task)
+		if _, seen := c.seenAt[task.TaskID]; !seen {
+			c.seenAt[task.TaskID] = c.observations
+		}
 	}
 	c.last = obs
+	c.observations++
 	return obs
 }
 

@@ -63,13 +63,11 @@ func TestLaunchesInPlanOrder(t *testing.T) {
 
 	s.AddAgent(agentConfig("big", 4))
 	obs = c.until("all running", allRunning(taskNames(desired)...))
-	launched := map[string]float64{}
-	for _, task := range frameworkTasks(s, obs.FrameworkID) {
-		launched[task.Name] = task.Statuses[0].Timestamp
-	}
-	for _, agent := range []string{"agent-0", "agent-1"} {
-		if launched[agent] < launched["server-0"] {
-			t.Errorf("%s launched before server-0", agent)
+	// Tasks launched in one round appear in the same observation; an agent never earlier.
+	serverSeen := c.seenAt[obs.Tasks["server-0"].TaskID]
+	for _, name := range []string{"agent-0", "agent-1"} {
+		if c.seenAt[obs.Tasks[name].TaskID] < serverSeen {
+			t.Errorf("%s launched before server-0", name)
 		}
 	}
 }

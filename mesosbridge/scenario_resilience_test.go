@@ -137,7 +137,7 @@ func TestDetectsSilencedHeartbeats(t *testing.T) {
 	if took := time.Since(start); took < 3*testHeartbeat {
 		t.Errorf("reconnected after %v, before 3 heartbeat intervals passed", took)
 	}
-	if b.metric("mesosk3s_bridge_reconnects_total", "reason", "stream") < 1 {
+	if b.metric("mesosk3s_bridge_reconnects_total", "reason", "heartbeat") < 1 {
 		t.Errorf("reconnect not counted")
 	}
 	after := c.until("subscribed again", func(o Observed) bool { return o.Connection.Connected })
