@@ -1,12 +1,14 @@
 package mesostest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,9 @@ import (
 // taskProcess is a task's command running as a local process group, the
 // way the Mesos command executor runs it inside its container.
 type taskProcess struct {
+	// sandbox identifies the task's processes: every descendant inherits
+	// MESOS_SANDBOX=<sandbox> (see killContainer).
+	sandbox   string
 	mu        sync.Mutex
 	pid       int // also the process group ID; 0 until started
 	exited    bool
@@ -28,8 +33,9 @@ type taskProcess struct {
 	killedBeforeStart bool
 }
 
-// terminate sends SIGTERM to the process group and SIGKILL after grace
-// (at once when grace is 0). A later call with a shorter grace escalates.
+// terminate sends SIGTERM to the process group and SIGKILL to everything
+// of the task after grace (at once when grace is 0). A later call with a
+// shorter grace escalates.
 func (p *taskProcess) terminate(grace time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -41,18 +47,18 @@ func (p *taskProcess) terminate(grace time.Duration) {
 		return
 	}
 	if grace <= 0 {
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		killContainer(p.pid, p.sandbox)
 		return
 	}
 	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
 	if p.killTimer != nil {
 		p.killTimer.Stop()
 	}
-	pid := p.pid
-	p.killTimer = time.AfterFunc(grace, func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
+	pid, sandbox := p.pid, p.sandbox
+	p.killTimer = time.AfterFunc(grace, func() { killContainer(pid, sandbox) })
 }
 
-// killNow kills the whole process group immediately (server Close).
+// killNow kills everything of the task immediately (server Close).
 func (p *taskProcess) killNow() { p.terminate(0) }
 
 func (p *taskProcess) markExited() {
@@ -62,10 +68,40 @@ func (p *taskProcess) markExited() {
 	if p.killTimer != nil {
 		p.killTimer.Stop()
 	}
-	// Reap whatever the task left behind in its group, as the containerizer
-	// destroys the container's cgroup when the executor exits.
+	// Reap whatever the task left behind, as the containerizer destroys the
+	// container's cgroup when the executor exits.
 	if p.pid > 0 {
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		killContainer(p.pid, p.sandbox)
+	}
+}
+
+// killContainer SIGKILLs the task's process group and, standing in for the
+// container's cgroup, every process whose environment carries the task's
+// MESOS_SANDBOX: descendants that left the group (setsid, e.g. containerd
+// shims started by a K3s agent) are found that way too.
+func killContainer(pgid int, sandbox string) {
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	if sandbox == "" {
+		return
+	}
+	marker := []byte("MESOS_SANDBOX=" + sandbox + "\x00")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(env, marker) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
@@ -89,7 +125,7 @@ func (s *Server) startProcessLocked(t *task) {
 		volumes: s.volumeDirsLocked(t),
 	}
 	launch.env = s.taskEnvironmentLocked(t)
-	t.proc = &taskProcess{}
+	t.proc = &taskProcess{sandbox: t.sandbox}
 	proc := t.proc
 	if !s.tracker.goTracked(func() { s.runProcess(t, proc, launch) }) {
 		t.proc = nil

@@ -155,7 +155,10 @@ func TestProcessModeKillEscalatesAndReapsGroup(t *testing.T) {
 	o := g.offer(2 * time.Second)
 	// The task ignores SIGTERM and leaves a child behind: only SIGKILL of
 	// the whole process group after the grace period stops it.
-	ti := commandTask("stubborn", o.AgentID.Value, `trap "" TERM; sleep 300 & echo $! > child.pid; wait`, 0.1, 32)
+	// Another child leaves the group and the session (as containerd shims
+	// do): it is found through its environment, like a cgroup member.
+	ti := commandTask("stubborn", o.AgentID.Value,
+		`trap "" TERM; setsid sleep 301 & echo $! > escaped.pid; sleep 300 & echo $! > child.pid; wait`, 0.1, 32)
 	ti.KillPolicy = &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: int64(300 * time.Millisecond)}}
 	g.launch(o, ti)
 	g.update("stubborn", 5*time.Second, inState(mesos.TASK_RUNNING))
@@ -178,6 +181,14 @@ func TestProcessModeKillEscalatesAndReapsGroup(t *testing.T) {
 	}
 	eventually(t, 2*time.Second, "child reaped", func() bool {
 		return syscall.Kill(childPID, 0) != nil
+	})
+	b, err := os.ReadFile(filepath.Join(sandbox, "escaped.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	escaped, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	eventually(t, 2*time.Second, "escaped child killed", func() bool {
+		return !processAlive(escaped)
 	})
 }
 
@@ -286,4 +297,15 @@ func TestPortsAndPersistentVolumeInProcessMode(t *testing.T) {
 	if st := g.update("reader", 5*time.Second, func(st mesos.TaskStatus) bool { return isTerminal(st.GetState()) }); st.GetState() != mesos.TASK_FINISHED {
 		t.Fatalf("reader: %s %q", st.GetState(), st.GetMessage())
 	}
+}
+
+// processAlive reports whether pid runs (zombies awaiting their reaper
+// count as dead).
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
 }
