@@ -113,6 +113,17 @@ func (c *cluster) setConnLocked(connected bool, reason ConnectionReason, message
 	return true
 }
 
+// markSubscribing shows a subscription attempt, unless the last attempt failed: the
+// failure's reason stays visible while the bridge retries, instead of flapping.
+func (c *cluster) markSubscribing(message string) {
+	c.mu.Lock()
+	failing := !c.conn.Connected && (c.conn.Reason == ConnUnreachable || c.conn.Reason == ConnUnauthorized || c.conn.Reason == ConnRefused)
+	c.mu.Unlock()
+	if !failing {
+		c.setConn(false, ConnSubscribing, message)
+	}
+}
+
 func (c *cluster) setConn(connected bool, reason ConnectionReason, message string) {
 	c.mu.Lock()
 	changed := c.setConnLocked(connected, reason, message)
@@ -141,6 +152,14 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 func (c *cluster) applyConfigLocked(cfg FrameworkConfig) {
 	old := c.cfg
 	c.cfg = cfg
+	if cfg.FrameworkID == "" && old.FrameworkID != "" {
+		// The controller dropped the ID it had persisted (say Mesos removed that framework
+		// and refuses it): the next subscription starts a new framework.
+		c.log.Info("controller dropped the framework ID; subscribing as a new framework", "old", old.FrameworkID)
+		c.frameworkID = ""
+		c.connGen++
+		return
+	}
 	if cfg.FrameworkID != "" && cfg.FrameworkID != c.frameworkID {
 		// The persisted ID wins: it is the framework that owns the cluster's tasks.
 		if c.frameworkID != "" {

@@ -262,4 +262,11 @@ func TestRemovedFrameworkRefused(t *testing.T) {
 	if !strings.Contains(obs.Connection.Message, "Framework has been removed") {
 		t.Fatalf("connection %+v", obs.Connection)
 	}
+	// The controller gives up the removed ID: the cluster starts over as a new framework.
+	again.cfg.FrameworkID = ""
+	again.desired = []TaskSpec{smallServer(0)}
+	obs = again.until("a new framework", allRunning("server-0"))
+	if obs.FrameworkID == id || obs.FrameworkID == "" {
+		t.Fatalf("framework %q after starting over from %q", obs.FrameworkID, id)
+	}
 }

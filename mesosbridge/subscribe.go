@@ -75,7 +75,7 @@ func (c *cluster) subscribeAt(ctx context.Context, tr *transport, master string,
 		return nil, &subscribeError{reason: ConnRefused, message: err.Error(), tryAnother: true}
 	}
 	for hop := 0; ; hop++ {
-		c.setConn(false, ConnSubscribing, "subscribing at "+endpoint)
+		c.markSubscribing("subscribing at " + endpoint)
 		streamCtx, cancel := context.WithCancel(ctx)
 		resp, err := tr.post(streamCtx, endpoint, "", body)
 		if err != nil {

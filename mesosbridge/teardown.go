@@ -50,6 +50,9 @@ func (c *cluster) teardownWithoutFramework() bool {
 	if !c.teardown.requested || c.frameworkID != "" {
 		return false
 	}
+	if c.teardown.done {
+		return true
+	}
 	c.finishTeardownLocked("no framework was ever subscribed; nothing to tear down")
 	return true
 }
