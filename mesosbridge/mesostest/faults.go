@@ -145,7 +145,7 @@ func (s *Server) RestoreAgent(hostname string) error {
 		}
 		t.removed = true
 		if t.proc != nil {
-			t.proc.terminate(0)
+			t.proc.terminate(s.killGrace(t))
 		}
 		if t.health != nil {
 			t.health.stop()

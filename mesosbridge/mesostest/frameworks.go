@@ -278,7 +278,7 @@ func (s *Server) removeFrameworkLocked(fw *framework, why string) {
 	fw.failoverTimer = nil
 	s.removeFrameworkOffersLocked(fw, false)
 	for _, t := range sortedTasks(fw.tasks) {
-		s.removeTaskForFrameworkRemovalLocked(t)
+		s.abandonTaskLocked(t)
 	}
 	for _, t := range fw.unreachable {
 		s.abandonTaskLocked(t)

@@ -127,7 +127,17 @@ func (s *Server) startProcessLocked(t *task) {
 	launch.env = s.taskEnvironmentLocked(t)
 	t.proc = &taskProcess{sandbox: t.sandbox}
 	proc := t.proc
-	if !s.tracker.goTracked(func() { s.runProcess(t, proc, launch) }) {
+	s.processes[proc] = struct{}{}
+	run := func() {
+		defer func() {
+			s.mu.Lock()
+			delete(s.processes, proc)
+			s.mu.Unlock()
+		}()
+		s.runProcess(t, proc, launch)
+	}
+	if !s.tracker.goTracked(run) {
+		delete(s.processes, proc)
 		t.proc = nil
 	}
 }

@@ -309,3 +309,36 @@ func processAlive(pid int) bool {
 	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
 	return len(fields) > 0 && fields[0] != "Z"
 }
+
+func TestTeardownKillsGracefullyAndCloseDoesNotWait(t *testing.T) {
+	opts := testOptions()
+	opts.KillGracePeriod = 30 * time.Second
+	s := NewServer(opts, processAgent("127.0.0.1"))
+	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeJSON])
+	if err := g.subscribe(frameworkInfo("graceful")); err != nil {
+		t.Fatal(err)
+	}
+	o := g.offer(2 * time.Second)
+	g.launch(o, commandTask("deaf", o.AgentID.Value, `trap "" TERM; echo $$ > pid; while true; do sleep 0.1; done`, 0.1, 32))
+	g.update("deaf", 5*time.Second, inState(mesos.TASK_RUNNING))
+	sandbox := stateTask(s, "deaf").Sandbox
+	var pid int
+	eventually(t, 2*time.Second, "pid", func() bool {
+		b, err := os.ReadFile(filepath.Join(sandbox, "pid"))
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		return err == nil && pid > 0
+	})
+	g.mustCall(&scheduler.Call{Type: scheduler.Call_TEARDOWN})
+	// The master forgets the task at once; the process gets SIGTERM and
+	// its grace period.
+	eventually(t, 2*time.Second, "framework removed", func() bool { return len(s.State().Frameworks) == 0 })
+	if !processAlive(pid) {
+		t.Fatal("process killed without its grace period")
+	}
+	start := time.Now()
+	s.Close()
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Close waited %v for the grace period", d)
+	}
+	eventually(t, 2*time.Second, "process killed", func() bool { return !processAlive(pid) })
+}

@@ -121,6 +121,9 @@ type Server struct {
 	offers    map[string]*offer
 	nextOffer int64
 
+	// processes are the task processes started and not yet exited.
+	processes map[*taskProcess]struct{}
+
 	callDelay    time.Duration
 	rejectStatus int
 
@@ -183,6 +186,7 @@ func newServer(addr string, opts Options, agents []AgentConfig) (*Server, error)
 		agentsByHost: map[string]*agent{},
 		frameworks:   map[string]*framework{},
 		offers:       map[string]*offer{},
+		processes:    map[*taskProcess]struct{}{},
 		timers:       map[*time.Timer]struct{}{},
 		allocNow:     make(chan struct{}, 1),
 		stop:         make(chan struct{}),
@@ -284,14 +288,14 @@ func (s *Server) Close() {
 			fw.stream.close()
 		}
 	}
-	// Every task still on an agent, whoever tracks it (live, unreachable,
-	// or already reported lost), may have a process and a health checker.
-	var procs []*taskProcess
+	// Every process still running, whoever tracks its task (live,
+	// unreachable, reported lost, or removed and being killed).
+	procs := make([]*taskProcess, 0, len(s.processes))
+	for p := range s.processes {
+		procs = append(procs, p)
+	}
 	for _, a := range s.agentOrder {
 		for t := range a.tasks {
-			if t.proc != nil {
-				procs = append(procs, t.proc)
-			}
 			if t.health != nil {
 				t.health.stop()
 			}

@@ -338,10 +338,12 @@ func (s *Server) appendCompletedLocked(fw *framework, t *task) {
 	}
 }
 
-// abandonTaskLocked stops tracking a task and kills whatever runs for it.
+// abandonTaskLocked stops tracking a task and kills whatever runs for it
+// (its framework is removed): the master marks it TASK_KILLED at once and
+// the agent kills the process.
 func (s *Server) abandonTaskLocked(t *task) {
 	if t.proc != nil {
-		t.proc.terminate(0)
+		t.proc.terminate(s.killGrace(t))
 	}
 	if !t.terminal() {
 		reason := mesos.REASON_FRAMEWORK_REMOVED
@@ -350,12 +352,6 @@ func (s *Server) abandonTaskLocked(t *task) {
 	}
 	s.taskTerminatedLocked(t)
 	s.completeTaskLocked(t)
-}
-
-// removeTaskForFrameworkRemovalLocked kills a task of a removed framework:
-// the master marks it TASK_KILLED at once; the agent kills the process.
-func (s *Server) removeTaskForFrameworkRemovalLocked(t *task) {
-	s.abandonTaskLocked(t)
 }
 
 // killTaskLocked starts killing a task. grace overrides the task's
@@ -380,10 +376,7 @@ func (s *Server) killTaskLocked(t *task, grace *time.Duration) {
 	if t.fw.killingState {
 		s.updateTaskLocked(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
 	}
-	g := s.opts.KillGracePeriod
-	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
-		g = time.Duration(kp.GracePeriod.Nanoseconds)
-	}
+	g := s.killGrace(t)
 	if grace != nil {
 		g = *grace
 	}
@@ -537,4 +530,12 @@ func reasonString(r *mesos.TaskStatus_Reason) string {
 		return ""
 	}
 	return r.String()
+}
+
+// killGrace is the task's kill_policy grace period, or the default.
+func (s *Server) killGrace(t *task) time.Duration {
+	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
+		return time.Duration(kp.GracePeriod.Nanoseconds)
+	}
+	return s.opts.KillGracePeriod
 }
