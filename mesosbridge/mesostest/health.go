@@ -15,18 +15,21 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
-// healthChecker is a running health check of one task.
+// healthChecker is a running health check of one task: a goroutine
+// probing a process, or a timer reporting a simulated task's result.
 type healthChecker struct {
+	server *Server
 	cancel context.CancelFunc
-	timer  interface{ Stop() bool }
+	timer  *time.Timer
 }
 
+// stop ends the checks; called with server.mu held.
 func (h *healthChecker) stop() {
 	if h.cancel != nil {
 		h.cancel()
 	}
 	if h.timer != nil {
-		h.timer.Stop()
+		h.server.stopTimerLocked(h.timer)
 	}
 }
 
@@ -97,7 +100,7 @@ func (s *Server) startHealthCheckLocked(t *task) {
 	}
 	p := paramsOf(hc)
 	if t.proc == nil {
-		t.health = &healthChecker{}
+		t.health = &healthChecker{server: s}
 		t.health.timer = s.afterLocked(p.delay, func() {
 			healthy := true
 			if t.healthOverride != nil {
@@ -108,7 +111,7 @@ func (s *Server) startHealthCheckLocked(t *task) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	t.health = &healthChecker{cancel: cancel}
+	t.health = &healthChecker{server: s, cancel: cancel}
 	check := *hc
 	env := s.taskEnvironmentLocked(t)
 	sandbox := t.sandbox
