@@ -371,3 +371,106 @@ func TestMesosGoFollowsRedirectsAndSeesUnavailable(t *testing.T) {
 }
 
 func killCall(taskID, agentID string) *scheduler.Call { return calls.Kill(taskID, agentID) }
+
+func TestMesosGoFailoverTimeoutAndAgentLoss(t *testing.T) {
+	for name, codec := range codecsUnderTest {
+		t.Run(name, func(t *testing.T) {
+			s := newTestServer(t, testOptions(), smallAgent("127.0.0.1"), smallAgent("127.0.0.2"))
+
+			// Partition-aware framework: resumes after its stream drops,
+			// sees UNREACHABLE when an agent is lost.
+			aware := newGoScheduler(t, s.URL(), codec)
+			info := frameworkInfo("aware", partitionAwareCaps...)
+			if err := aware.subscribe(info); err != nil {
+				t.Fatal(err)
+			}
+			o := aware.offer(2 * time.Second)
+			aware.launch(o, dockerTask("a-0", o.AgentID.Value))
+			aware.update("a-0", 2*time.Second, inState(mesos.TASK_RUNNING))
+			if err := s.DropStream(aware.frameworkID); err != nil {
+				t.Fatal(err)
+			}
+			for range aware.events {
+			}
+			info.ID = &mesos.FrameworkID{Value: aware.frameworkID}
+			resumed := newGoScheduler(t, s.URL(), codec)
+			if err := resumed.subscribe(info); err != nil {
+				t.Fatal(err)
+			}
+			if resumed.frameworkID != info.ID.Value || stateTask(s, "a-0").State != "TASK_RUNNING" {
+				t.Fatalf("resume: id %s, task %+v", resumed.frameworkID, stateTask(s, "a-0"))
+			}
+
+			resumed.suppressAndDecline()
+
+			// Legacy framework with a short failover timeout.
+			legacy := newGoScheduler(t, s.URL(), codec)
+			linfo := frameworkInfo("legacy")
+			linfo.FailoverTimeout = proto.Float64(0.3)
+			if err := legacy.subscribe(linfo); err != nil {
+				t.Fatal(err)
+			}
+			lo := legacy.offer(2 * time.Second)
+			legacy.launch(lo, dockerTask("l-0", lo.AgentID.Value))
+			legacy.update("l-0", 2*time.Second, inState(mesos.TASK_RUNNING))
+
+			// Both agents become unreachable.
+			for _, host := range []string{"127.0.0.1", "127.0.0.2"} {
+				if err := s.LoseAgent(host); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st := resumed.update("a-0", 2*time.Second, inState(mesos.TASK_UNREACHABLE)); st.GetReason() != mesos.REASON_AGENT_REMOVED {
+				t.Fatalf("partition-aware loss: %s", st.GetReason())
+			}
+			legacy.update("l-0", 2*time.Second, inState(mesos.TASK_LOST))
+
+			// The legacy scheduler goes away for longer than its timeout.
+			legacy.cancel()
+			legacyID := legacy.frameworkID
+			eventually(t, 3*time.Second, "legacy framework removed", func() bool {
+				for _, fw := range s.State().CompletedFrameworks {
+					if fw.ID == legacyID {
+						return true
+					}
+				}
+				return false
+			})
+		})
+	}
+}
+
+// suppressAndDecline stops offers and gives back the ones outstanding.
+func (g *goScheduler) suppressAndDecline() {
+	g.t.Helper()
+	g.mustCall(calls.Suppress())
+	decline := func(ev *scheduler.Event) {
+		for _, o := range ev.Offers.Offers {
+			g.mustCall(calls.Decline(o.ID).With(calls.RefuseSeconds(0)))
+		}
+	}
+	kept := g.backlog[:0]
+	for _, ev := range g.backlog {
+		if ev.Type == scheduler.Event_OFFERS {
+			decline(ev)
+		} else {
+			kept = append(kept, ev)
+		}
+	}
+	g.backlog = kept
+	for {
+		select {
+		case ev, ok := <-g.events:
+			if !ok {
+				return
+			}
+			if ev.Type == scheduler.Event_OFFERS {
+				decline(ev)
+			} else if ev.Type != scheduler.Event_HEARTBEAT {
+				g.backlog = append(g.backlog, ev)
+			}
+		case <-time.After(100 * time.Millisecond):
+			return
+		}
+	}
+}
