@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -22,4 +24,13 @@ func firstStatusTime(t mesostest.StateTask, match func(statusView) bool) float64
 		}
 	}
 	return 0
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

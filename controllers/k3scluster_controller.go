@@ -67,10 +67,13 @@ func (r *K3sClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 
 	// The finalizer goes on before anything exists on Mesos, so nothing can be orphaned.
+	// The pass then goes on, so every condition is set by the first reconcile.
 	if cluster.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(cluster, v1alpha1.Finalizer) {
 		patch := client.MergeFrom(cluster.DeepCopy())
 		controllerutil.AddFinalizer(cluster, v1alpha1.Finalizer)
-		return ctrl.Result{}, r.Patch(ctx, cluster, patch)
+		if err := r.Patch(ctx, cluster, patch); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 
 	if isPaused(cluster) {

@@ -1,0 +1,73 @@
+package controllers_test
+
+import (
+	"os/exec"
+	"slices"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+)
+
+// TestKubectlScaleAgents: `kubectl scale k3scluster` to 5 launches five agents (the four
+// new ones in one offer round), and back to 2 kills the highest indices.
+func TestKubectlScaleAgents(t *testing.T) {
+	h := newHarness(t, 6)
+	h.apply("scaled", `{}`)
+	h.waitCondition("scaled", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
+
+	kubectl(t, "-n", h.ns, "scale", "k3scluster", "scaled", "--replicas=5")
+	h.eventually(waitDeploy, "five agents ready", func() bool {
+		c := h.get("scaled")
+		return c.Status.Agents.ReadyReplicas == 5 && conditionIs(c, v1alpha1.ConditionAgentsReady, metav1.ConditionTrue)
+	}, h.describe("scaled"))
+	live := h.liveTasks("scaled")
+	for _, name := range []string{"agent-0", "agent-1", "agent-2", "agent-3", "agent-4"} {
+		if len(live[name]) != 1 {
+			t.Fatalf("want one %s, got %v", name, h.mesosTasks())
+		}
+	}
+	// The four new agents came from one offer round: their launches are within one
+	// allocation interval of each other, not spread over several rounds.
+	var first, last float64
+	for _, name := range []string{"agent-1", "agent-2", "agent-3", "agent-4"} {
+		ts := firstStatusTime(live[name][0], func(statusView) bool { return true })
+		if first == 0 || ts < first {
+			first = ts
+		}
+		last = max(last, ts)
+	}
+	if last-first > 0.015 {
+		t.Errorf("new agents launched %.3fs apart: more than one offer round (allocation interval 20ms)", last-first)
+	}
+
+	kubectl(t, "-n", h.ns, "scale", "k3sc", "scaled", "--replicas=2")
+	h.eventually(waitDeploy, "two agents left", func() bool {
+		c := h.get("scaled")
+		return c.Status.Agents.Replicas == 2 && conditionIs(c, v1alpha1.ConditionAgentsReady, metav1.ConditionTrue)
+	}, h.describe("scaled"))
+	h.eventually(waitDeploy, "Mesos runs agent-0 and agent-1 only", func() bool {
+		live := h.liveTasks("scaled")
+		var names []string
+		for n := range live {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		return slices.Equal(names, []string{"agent-0", "agent-1", "server-0"})
+	}, h.describe("scaled"))
+}
+
+// kubectl runs the real kubectl binary against the test API server.
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH (install the Debian package kubernetes-client): %v", err)
+	}
+	out, err := exec.Command(path, append([]string{"--kubeconfig", env.KubeconfigPath}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
