@@ -24,12 +24,14 @@ type sinkMaster struct {
 	srv      *httptest.Server
 	events   chan *scheduler.Event
 	launched chan []mesos.TaskInfo
+	revived  chan struct{}
 	stopOnce sync.Once
 	stop     chan struct{}
 }
 
 func newSinkMaster(tb testing.TB) *sinkMaster {
-	m := &sinkMaster{events: make(chan *scheduler.Event, 1024), launched: make(chan []mesos.TaskInfo, 1024), stop: make(chan struct{})}
+	m := &sinkMaster{events: make(chan *scheduler.Event, 1024), launched: make(chan []mesos.TaskInfo, 1024),
+		revived: make(chan struct{}, 1), stop: make(chan struct{})}
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
 	tb.Cleanup(func() {
 		m.stopOnce.Do(func() { close(m.stop) })
@@ -54,6 +56,11 @@ func (m *sinkMaster) serve(w http.ResponseWriter, r *http.Request) {
 			if op.Type == mesos.Offer_Operation_LAUNCH {
 				m.launched <- op.Launch.TaskInfos
 			}
+		}
+	case scheduler.Call_REVIVE:
+		select {
+		case m.revived <- struct{}{}:
+		default:
 		}
 	case scheduler.Call_RECONCILE:
 		for _, task := range call.Reconcile.Tasks {
@@ -104,9 +111,18 @@ func statusEvent(taskID string, state mesos.TaskState) *scheduler.Event {
 // frame being read off the stream to the first ACCEPT of the round written to the
 // connection: decoding, the hop to the framework loop, matching all pending tasks
 // against all offers, building the TaskInfos, recording them as staging and encoding
-// the call. One round is 10 offers for 3 servers (hostname:UNIQUE) and 10 agents; between
-// rounds the master reports every launched task lost, so each round finds them pending.
+// the call. A round offers one agent per offer to 3 servers (hostname:UNIQUE) and the
+// agents; between rounds the master reports every launched task lost, so each round
+// finds them all pending again.
 func BenchmarkOfferToAccept(b *testing.B) {
+	for _, size := range []struct{ agents, offers int }{{10, 10}, {97, 100}} {
+		b.Run(fmt.Sprintf("%d-tasks-%d-offers", size.agents+3, size.offers), func(b *testing.B) {
+			benchmarkOfferToAccept(b, size.agents, size.offers)
+		})
+	}
+}
+
+func benchmarkOfferToAccept(b *testing.B, agents, offerCount int) {
 	master := newSinkMaster(b)
 	bridge := newTestBridge(b)
 	var mu sync.Mutex
@@ -117,17 +133,24 @@ func BenchmarkOfferToAccept(b *testing.B) {
 		mu.Unlock()
 	}
 	desired := []TaskSpec{smallServer(0), smallServer(1), smallServer(2)}
-	for i := range 10 {
+	for i := range agents {
 		desired = append(desired, smallAgent(i, 3))
 	}
 	c := newController(b, bridge, clusterConfig("bench", master.srv.URL), desired...)
 	c.until("framework ID handed back", func(o Observed) bool { return c.cfg.FrameworkID != "" && o.Connection.Connected })
 	c.reconcile()
+	// The sink offers only when told to: wait until the bridge wants offers (it has the
+	// framework ID back and its reconciliation answered), which it says with REVIVE.
+	select {
+	case <-master.revived:
+	case <-time.After(waitLong):
+		b.Fatal("the bridge never asked for offers")
+	}
 
 	round := 0
 	nextOffers := func() []mesos.Offer {
 		round++
-		specs := make([]offerSpec, 10)
+		specs := make([]offerSpec, offerCount)
 		for i := range specs {
 			specs[i] = offerSpec{id: fmt.Sprintf("offer-%d-%d", round, i), host: fmt.Sprintf("node-%d", i),
 				cpus: 4, mem: 8192, disk: 4096, ports: [][2]uint64{{31000, 31100}}}
