@@ -36,6 +36,7 @@ type agent struct {
 	hostname   string
 	cfg        AgentConfig
 	attributes []mesos.Attribute
+	url        *mesos.URL // shared by all its offers (never mutated)
 	registered time.Time
 
 	// total is everything the agent has, including dynamic reservations
@@ -78,6 +79,7 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 		tasks:      map[*task]struct{}{},
 		reachable:  true,
 	}
+	a.url = agentURL(a.hostname)
 	a.total = agentResources(cfg)
 	a.free = cloneResources(a.total)
 	names := make([]string, 0, len(cfg.Attributes))
@@ -131,9 +133,9 @@ func agentResources(cfg AgentConfig) mesos.Resources {
 // agent's default); nothing listens there.
 const agentPort = 5051
 
-// url is the agent's HTTP endpoint as offers advertise it.
-func (a *agent) url() *mesos.URL {
-	host := a.hostname
+// agentURL is an agent's HTTP endpoint as offers advertise it.
+func agentURL(hostname string) *mesos.URL {
+	host := hostname
 	path := "/slave(1)"
 	return &mesos.URL{Scheme: "http", Address: mesos.Address{Hostname: &host, IP: &host, Port: agentPort}, Path: &path}
 }

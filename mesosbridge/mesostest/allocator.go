@@ -250,7 +250,7 @@ func (s *Server) offerMessage(o *offer) mesos.Offer {
 		Hostname:    o.agent.hostname,
 		Resources:   cloneResources(o.resources),
 		Attributes:  o.agent.attributes,
-		URL:         o.agent.url(),
+		URL:         o.agent.url,
 	}
 	if o.fw.multiRole {
 		msg.AllocationInfo = &mesos.Resource_AllocationInfo{Role: &role}
