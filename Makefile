@@ -16,7 +16,7 @@ SHELL := /usr/bin/env bash -o pipefail
 
 .PHONY: help
 help: ## Show this help.
-	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
 
 ##@ Development
 
@@ -49,9 +49,17 @@ vet: ## Run go vet.
 envtest-assets: ## Build (once) kube-apiserver and etcd for tests into bin/envtest and print the directory.
 	@hack/envtest-assets.sh
 
+.PHONY: k3s
+k3s: ## Build (once) the static K3s binary into bin/k3s for the playground and end-to-end test.
+	@hack/build-k3s.sh >/dev/null
+
 .PHONY: test
-test: verify-generated fmt-check vet ## Run every test against a real API server (builds it on first use).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test $(TEST_FLAGS) ./...
+test: verify-generated fmt-check vet k3s ## Run every test against a real API server and real K3s (both built on first use).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 go test $(TEST_FLAGS) ./...
+
+.PHONY: dev
+dev: build k3s ## The playground: API server, Mesos emulator, operator and a real K3s server, until Ctrl-C.
+	@go run ./hack/dev --assets "$$(hack/envtest-assets.sh)"
 
 ##@ Build
 

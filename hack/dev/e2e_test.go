@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/mesosk3s/mesosk3s/hack/testenv"
+)
+
+// TestPlaygroundEndToEnd drives `make dev` the way a person would: start it, wait for
+// Ready, use the kubeconfig from the Secret with the real kubectl against the real K3s
+// server, scale, kill the K3s process and watch it come back with the same CAs, delete,
+// stop, and check that nothing is left running.
+func TestPlaygroundEndToEnd(t *testing.T) {
+	root := testenv.RepoRoot()
+	k3s := filepath.Join(root, "bin", "k3s")
+	if _, err := os.Stat(k3s); err != nil {
+		if os.Getenv("MESOSK3S_REQUIRE_K3S") != "" {
+			t.Fatalf("bin/k3s is missing (hack/build-k3s.sh builds it): %v", err)
+		}
+		t.Skip("bin/k3s is missing; `make test` builds it (hack/build-k3s.sh)")
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
+	}
+	work := t.TempDir()
+	dev, manager := filepath.Join(work, "dev"), filepath.Join(work, "manager")
+	goBuild(t, root, dev, "./hack/dev")
+	goBuild(t, root, manager, ".")
+
+	state := filepath.Join(work, "state")
+	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets,
+		"--sample", filepath.Join(root, "config/samples/playground/k3scluster.yaml"))
+	pg.waitOutput(t, "is Ready after", 4*time.Minute)
+
+	// A second playground on the same state fails at once with a clear message.
+	out, err := exec.Command(dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another `make dev` is already running") {
+		t.Fatalf("a second playground did not refuse clearly: %v\n%s", err, out)
+	}
+
+	mgmt := kubectlAt(filepath.Join(state, "kubeconfig"))
+	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=60s")
+
+	// The admin kubeconfig from the Secret works against the real K3s server.
+	clusterKC := filepath.Join(work, "playground.kubeconfig")
+	writeKubeconfigFromSecret(t, mgmt, clusterKC)
+	k3sctl := kubectlAt(clusterKC)
+	if got := k3sctl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/readyz through the kubeconfig answered %q", got)
+	}
+	if got := k3sctl.run(t, "get", "namespaces", "-o", "name"); !strings.Contains(got, "namespace/kube-system") {
+		t.Fatalf("kubectl get namespaces: %q", got)
+	}
+	// K3s refuses a client certificate from another CA: the test above would fail if the
+	// server did not run with our CAs.
+	foreign := filepath.Join(work, "foreign.kubeconfig")
+	writeForeignKubeconfig(t, clusterKC, foreign)
+	if out, err := kubectlAt(foreign).try("get", "--raw", "/readyz"); err == nil {
+		t.Fatalf("K3s accepted a client certificate from another CA: %s", out)
+	} else if !strings.Contains(out, "Unauthorized") && !strings.Contains(out, "unauthorized") {
+		t.Fatalf("want Unauthorized for a foreign client certificate, got: %s", out)
+	}
+
+	// Scale to three agents and back to one.
+	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=3")
+	waitJSONPath(t, mgmt, "{.status.agents.readyReplicas}", "3", time.Minute)
+	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=1")
+	waitJSONPath(t, mgmt, "{.status.agents.replicas}", "1", time.Minute)
+
+	// Kill the K3s server process: Mesos reports the task failed, the operator relaunches
+	// it with the same CAs, and the (possibly rewritten) kubeconfig works again.
+	pid := findProcess(t, state, "server")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitJSONPath(t, mgmt, `{.status.tasks[?(@.name=="server-0")].restarts}`, "1", time.Minute)
+	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=120s")
+	writeKubeconfigFromSecret(t, mgmt, clusterKC)
+	if got := k3sctl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/readyz after the relaunch answered %q", got)
+	}
+
+	// Delete: nothing of the cluster remains in the emulator.
+	mesosURL := pg.mesosURL(t)
+	mgmt.run(t, "delete", "k3sc", "playground", "--timeout=90s")
+	state1 := httpGet(t, mesosURL+"/state")
+	if strings.Contains(state1, "k3s:default/playground") && strings.Contains(state1, `"TASK_RUNNING"`) {
+		t.Fatalf("the emulator still runs the cluster's tasks:\n%s", state1)
+	}
+
+	pg.stop(t)
+	if left := processesUnder(state); len(left) > 0 {
+		t.Fatalf("processes left behind: %v", left)
+	}
+}
+
+func goBuild(t *testing.T, dir, out, pkg string) {
+	t.Helper()
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+// playgroundProcess is a running `make dev`.
+type playgroundProcess struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	output *bytes.Buffer
+	done   chan error
+}
+
+func startPlayground(t *testing.T, binary string, args ...string) *playgroundProcess {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &playgroundProcess{cmd: cmd, lines: make(chan string, 1024), output: &bytes.Buffer{}, done: make(chan error, 1)}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+		close(p.lines)
+		p.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
+	return p
+}
+
+func (p *playgroundProcess) waitOutput(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("make dev exited before %q:\n%s", want, p.output)
+			}
+			p.output.WriteString(line + "\n")
+			if strings.Contains(line, want) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no %q from make dev within %s:\n%s", want, timeout, p.output)
+		}
+	}
+}
+
+// mesosURL reads the emulator's address from the playground's output.
+func (p *playgroundProcess) mesosURL(t *testing.T) string {
+	for _, line := range strings.Split(p.output.String(), "\n") {
+		if i := strings.Index(line, "Mesos master emulator at "); i >= 0 {
+			return strings.Fields(line[i+len("Mesos master emulator at "):])[0]
+		}
+	}
+	t.Fatalf("no emulator address in:\n%s", p.output)
+	return ""
+}
+
+// stop sends Ctrl-C and waits for the playground to exit cleanly.
+func (p *playgroundProcess) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	go func() {
+		for line := range p.lines {
+			p.output.WriteString(line + "\n")
+		}
+	}()
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("make dev exited with %v:\n%s", err, p.output)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("make dev did not stop within 60s of Ctrl-C:\n%s", p.output)
+	}
+}
+
+type kubectl struct{ kubeconfig string }
+
+func kubectlAt(kubeconfig string) kubectl { return kubectl{kubeconfig} }
+
+func (k kubectl) try(args ...string) (string, error) {
+	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", k.kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (k kubectl) run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := k.try(args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func waitJSONPath(t *testing.T, k kubectl, path, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var got string
+	for time.Now().Before(deadline) {
+		got, _ = k.try("get", "k3sc", "playground", "-o", "jsonpath="+path)
+		if strings.TrimSpace(got) == want {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	out, _ := k.try("get", "k3sc", "playground", "-o", "yaml")
+	t.Fatalf("%s = %q, want %q after %s\n%s", path, got, want, timeout, out)
+}
+
+func writeKubeconfigFromSecret(t *testing.T, k kubectl, path string) {
+	t.Helper()
+	encoded := k.run(t, "get", "secret", "playground-kubeconfig", "-o", "jsonpath={.data.value}")
+	data, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeForeignKubeconfig copies a kubeconfig but swaps its client certificate for one from
+// a CA K3s does not know.
+func writeForeignKubeconfig(t *testing.T, from, to string) {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "impostor-ca"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "mesosk3s-admin", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	for _, u := range cfg.AuthInfos {
+		u.ClientCertificateData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		u.ClientKeyData = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	}
+	if err := clientcmd.WriteToFile(*cfg, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// processesUnder lists the processes whose command line mentions dir: the playground's
+// task processes run from sandboxes below its state directory.
+func processesUnder(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
+		line := strings.ReplaceAll(string(cmdline), "\x00", " ")
+		if strings.Contains(line, dir) || strings.HasPrefix(cwd, dir) {
+			out = append(out, fmt.Sprintf("%d: %s", pid, line))
+		}
+	}
+	return out
+}
+
+// findProcess finds the K3s process of the given role (server/agent) in the sandboxes.
+func findProcess(t *testing.T, state, role string) int {
+	t.Helper()
+	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
+		pidText, line, _ := strings.Cut(p, ": ")
+		if strings.Contains(line, "k3s "+role) || strings.Contains(line, "k3s\x00"+role) || strings.Contains(line, "/k3s "+role) {
+			pid, _ := strconv.Atoi(pidText)
+			return pid
+		}
+	}
+	t.Fatalf("no k3s %s process under %s: %v", role, state, processesUnder(state))
+	return 0
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(body)
+}

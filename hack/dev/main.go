@@ -1,0 +1,91 @@
+// Command dev is the local playground behind `make dev`: the whole system on one
+// machine with no Mesos and no Docker. It starts a real management API server
+// (kube-apiserver and etcd from hack/envtest-assets.sh) with the CRDs installed, the Mesos
+// master emulator with agents, and the real operator binary against both; applies the
+// playground K3sCluster, whose server runs the real static K3s binary as a Mesos command
+// task; waits until it is Ready; prints the commands to try; and on Ctrl-C stops all it
+// started.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	stateDir   string
+	k3sBinary  string
+	manager    string
+	sample     string
+	mesosAddr  string
+	agents     int
+	waitReady  time.Duration
+	exitReady  bool
+	assetsPath string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.stateDir, "state-dir", "bin/dev", "where the playground keeps its kubeconfig, logs, sandboxes and lock")
+	flag.StringVar(&o.k3sBinary, "k3s", "bin/k3s", "the static K3s binary (hack/build-k3s.sh builds it)")
+	flag.StringVar(&o.manager, "manager", "bin/manager", "the operator binary (make build)")
+	flag.StringVar(&o.sample, "sample", "config/samples/playground/k3scluster.yaml", "the K3sCluster to apply")
+	flag.StringVar(&o.mesosAddr, "mesos-listen", "127.0.0.1:0", "address of the Mesos master emulator (port 0: any free port)")
+	flag.IntVar(&o.agents, "agents", 3, "simulated Mesos agents for the K3s agents (one more, running real processes, hosts the K3s server)")
+	flag.DurationVar(&o.waitReady, "wait", 5*time.Minute, "how long to wait for the cluster to be Ready")
+	flag.BoolVar(&o.exitReady, "exit-when-ready", false, "stop everything once Ready (for scripts)")
+	flag.StringVar(&o.assetsPath, "assets", os.Getenv("KUBEBUILDER_ASSETS"), "directory with kube-apiserver and etcd (hack/envtest-assets.sh prints it)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "make dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	for _, p := range []*string{&o.stateDir, &o.k3sBinary, &o.manager, &o.sample} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
+	}
+	if err := os.MkdirAll(o.stateDir, 0o755); err != nil {
+		return err
+	}
+	lock, err := lockStateDir(o.stateDir)
+	if err != nil {
+		return err
+	}
+	defer lock.release()
+	for _, f := range []string{o.k3sBinary, o.manager} {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("%s is missing: run `make dev`, which builds it", f)
+		}
+	}
+
+	pg := &playground{o: o, out: os.Stdout}
+	defer pg.shutdown()
+	if err := pg.start(ctx); err != nil {
+		return err
+	}
+	if err := pg.waitReady(ctx); err != nil {
+		return err
+	}
+	pg.printNextSteps()
+	if o.exitReady {
+		return nil
+	}
+	<-ctx.Done()
+	fmt.Fprintln(pg.out, "\nstopping the playground…")
+	return nil
+}

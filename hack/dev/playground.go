@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/hack/testenv"
+	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+)
+
+// Agent attributes the playground sample's constraints use: the K3s server goes to the
+// agent that runs real processes, the K3s agents to simulated ones (there is no
+// container runtime here for a real kubelet).
+const (
+	attrPlayground   = "playground"
+	hostControlPlane = "control-plane"
+	hostWorkers      = "workers"
+)
+
+type playground struct {
+	o   options
+	out io.Writer
+
+	api      *testenv.Env
+	mesos    *mesostest.Server
+	operator *operatorProcess
+	logSync  func()
+
+	kubeconfig string
+	cluster    client.ObjectKey
+}
+
+func (p *playground) step(format string, args ...any) {
+	fmt.Fprintf(p.out, "==> "+format+"\n", args...)
+}
+
+func (p *playground) start(ctx context.Context) error {
+	p.step("starting the management API server (kube-apiserver + etcd from %s)", p.o.assetsPath)
+	if p.o.assetsPath == "" {
+		return fmt.Errorf("no envtest binaries: pass --assets or set KUBEBUILDER_ASSETS (make dev does)")
+	}
+	os.Setenv("KUBEBUILDER_ASSETS", p.o.assetsPath)
+	api, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	p.api = api
+	p.kubeconfig = filepath.Join(p.o.stateDir, "kubeconfig")
+	data, err := os.ReadFile(api.KubeconfigPath)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(p.kubeconfig, data, 0o600); err != nil {
+		return err
+	}
+	p.step("CRDs installed; management kubeconfig: %s", p.kubeconfig)
+
+	sandboxes := filepath.Join(p.o.stateDir, "sandboxes")
+	if err := os.RemoveAll(sandboxes); err != nil {
+		return err
+	}
+	zl, err := fileLogger(filepath.Join(p.o.stateDir, "mesos.log"))
+	if err != nil {
+		return err
+	}
+	p.logSync = func() { _ = zl.Sync() }
+	p.mesos, err = mesostest.NewServerAt(p.o.mesosAddr, mesostest.Options{
+		AllocationInterval: 200 * time.Millisecond,
+		HeartbeatInterval:  5 * time.Second,
+		SandboxRoot:        sandboxes,
+		ServeAdmin:         true,
+		Logger:             zapr.NewLogger(zl),
+	}, p.agents()...)
+	if err != nil {
+		return fmt.Errorf("starting the Mesos master emulator: %w", err)
+	}
+	p.step("Mesos master emulator at %s with %d agents (logs: %s)", p.mesos.URL(), len(p.agents()), filepath.Join(p.o.stateDir, "mesos.log"))
+
+	opLog := filepath.Join(p.o.stateDir, "operator.log")
+	if p.operator, err = startOperator(p.o.manager, p.kubeconfig, p.mesos.URL(), opLog); err != nil {
+		return err
+	}
+	p.step("operator running (logs: %s)", opLog)
+	return p.applySample(ctx)
+}
+
+func (p *playground) agents() []mesostest.AgentConfig {
+	ports := []mesostest.PortRange{{Begin: 31000, End: 31099}}
+	agents := []mesostest.AgentConfig{{
+		Hostname: "127.0.0.1", CPUs: 2, MemMiB: 4096, DiskMiB: 8192, Ports: ports,
+		Attributes: map[string]string{attrPlayground: hostControlPlane}, RunProcesses: true,
+	}}
+	for i := 0; i < p.o.agents; i++ {
+		agents = append(agents, mesostest.AgentConfig{
+			Hostname: fmt.Sprintf("127.0.0.%d", i+2), CPUs: 2, MemMiB: 4096, DiskMiB: 8192, Ports: ports,
+			Attributes: map[string]string{attrPlayground: hostWorkers},
+		})
+	}
+	return agents
+}
+
+// applySample creates the playground K3sCluster with binaryURL pointing at the local
+// K3s binary, which the emulator's fetcher copies into the task's sandbox.
+func (p *playground) applySample(ctx context.Context) error {
+	data, err := os.ReadFile(p.o.sample)
+	if err != nil {
+		return err
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+		return fmt.Errorf("%s: %w", p.o.sample, err)
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace("default")
+	}
+	if err := unstructured.SetNestedField(obj.Object, "file://"+p.o.k3sBinary, "spec", "binaryURL"); err != nil {
+		return err
+	}
+	if err := p.api.Client.Create(ctx, obj); err != nil {
+		return fmt.Errorf("applying %s: %w", p.o.sample, err)
+	}
+	p.cluster = client.ObjectKeyFromObject(obj)
+	p.step("applied K3sCluster %s (runtime Binary, binaryURL file://%s)", p.cluster, p.o.k3sBinary)
+	return nil
+}
+
+// waitReady shows progress until the cluster is Ready.
+func (p *playground) waitReady(ctx context.Context) error {
+	p.step("waiting for %s to be Ready (up to %s)…", p.cluster.Name, p.o.waitReady)
+	start := time.Now()
+	deadline := time.NewTimer(p.o.waitReady)
+	defer deadline.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	last := ""
+	for {
+		c := &v1alpha1.K3sCluster{}
+		if err := p.api.Client.Get(ctx, p.cluster, c); err == nil {
+			if line := progressLine(c); line != last {
+				fmt.Fprintf(p.out, "    [%5.1fs] %s\n", time.Since(start).Seconds(), line)
+				last = line
+			}
+			if meta.IsStatusConditionTrue(c.Status.Conditions, v1alpha1.ConditionReady) {
+				p.step("%s is Ready after %.1fs", p.cluster.Name, time.Since(start).Seconds())
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("interrupted while waiting for Ready")
+		case <-deadline.C:
+			return fmt.Errorf("%s not Ready after %s; see %s and %s", p.cluster.Name, p.o.waitReady,
+				filepath.Join(p.o.stateDir, "operator.log"), filepath.Join(p.o.stateDir, "mesos.log"))
+		case <-tick.C:
+		}
+	}
+}
+
+// progressLine summarises the cluster: phase, the first condition that is not True, tasks.
+func progressLine(c *v1alpha1.K3sCluster) string {
+	parts := []string{"phase=" + c.Status.Phase}
+	for _, t := range []string{v1alpha1.ConditionMesosConnected, v1alpha1.ConditionServersReady, v1alpha1.ConditionKubeconfigAvailable, v1alpha1.ConditionAgentsReady} {
+		if cond := meta.FindStatusCondition(c.Status.Conditions, t); cond != nil && cond.Status != metav1.ConditionTrue {
+			parts = append(parts, fmt.Sprintf("%s: %s", t, cond.Message))
+			break
+		}
+	}
+	for _, t := range c.Status.Tasks {
+		parts = append(parts, fmt.Sprintf("%s=%s", t.Name, strings.TrimPrefix(t.State, "TASK_")))
+	}
+	return strings.Join(parts, "  ")
+}
+
+func (p *playground) printNextSteps() {
+	kc := p.kubeconfig
+	name := p.cluster.Name
+	clusterKubeconfig := filepath.Join(p.o.stateDir, name+".kubeconfig")
+	fmt.Fprintf(p.out, `
+The playground is up. In another shell:
+
+  export KUBECONFIG=%[1]s
+  kubectl get k3sc -w                                   # watch the cluster (add -o wide for the endpoint)
+  kubectl describe k3sc %[2]s                            # conditions and events
+  kubectl scale k3scluster %[2]s --replicas=3           # agents (simulated: no container runtime here)
+
+  # the admin kubeconfig the operator wrote, used against the real K3s server:
+  kubectl get secret %[2]s-kubeconfig -o jsonpath='{.data.value}' | base64 -d > %[3]s
+  kubectl --kubeconfig %[3]s get --raw /readyz
+  kubectl --kubeconfig %[3]s get namespaces
+
+  curl -s %[4]s/state                             # the Mesos emulator's view
+  curl -s %[4]s/admin                             # its fault injection endpoints
+
+The K3s server is a real process (sandbox under %[5]s); K3s agents are simulated tasks.
+Press Ctrl-C to stop everything.
+`, kc, name, clusterKubeconfig, p.mesos.URL(), filepath.Join(p.o.stateDir, "sandboxes"))
+}
+
+// shutdown stops what start started, newest first: the operator (Mesos keeps the
+// tasks), the emulator (which kills every task process, K3s included), the API server.
+func (p *playground) shutdown() {
+	if p.operator != nil {
+		p.operator.stop(5 * time.Second)
+	}
+	if p.mesos != nil {
+		p.mesos.Close()
+	}
+	if p.logSync != nil {
+		p.logSync()
+	}
+	if p.api != nil {
+		_ = p.api.Stop()
+	}
+}
+
+func fileLogger(path string) (*zap.Logger, error) {
+	cfg := zap.NewDevelopmentConfig()
+	cfg.OutputPaths = []string{path}
+	cfg.ErrorOutputPaths = []string{path}
+	return cfg.Build()
+}
