@@ -66,7 +66,7 @@ func (s *Server) acceptLocked(fw *framework, acc *scheduler.Call_Accept) {
 	// Unused resources are recovered with the call's filters (5s default).
 	remaining := unallocated(available)
 	a.free.Add(remaining...)
-	fw.addFilterLocked(a, role, remaining, acc.Filters)
+	s.addFilterLocked(fw, a, role, remaining, acc.Filters)
 	s.triggerAllocation()
 }
 

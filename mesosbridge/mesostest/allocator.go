@@ -35,10 +35,13 @@ type offerFilter struct {
 	expires   time.Time
 }
 
-// triggerAllocation asks the allocation loop for a round soon (after a
-// framework subscribes, revives, or resources are freed) without waiting
-// for the interval. Rounds are still batched, as in the Mesos allocator.
+// triggerAllocation records that something changed that may allow new
+// offers (resources freed, a framework subscribed or revived, an agent
+// came) and asks the allocation loop for a round soon, without waiting for
+// the interval. Rounds are still batched, as in the Mesos allocator.
+// Called with s.mu held.
 func (s *Server) triggerAllocation() {
+	s.allocationDirty = true
 	select {
 	case s.allocNow <- struct{}{}:
 	default:
@@ -74,10 +77,20 @@ type allocationCandidate struct {
 // share first, honouring suppression and decline filters; each framework
 // then gets one OFFERS event with everything it was offered.
 func (s *Server) allocateLocked(now time.Time) {
-	defer s.allocationRounds.Add(1)
 	if s.leader == nil || s.noLeader {
 		return
 	}
+	// Nothing changed and no filter expired since the last round: the same
+	// round would offer nothing, so an idle cluster costs nothing.
+	filterExpired := !s.nextFilterExpiry.IsZero() && !now.Before(s.nextFilterExpiry)
+	if !s.allocationDirty && !filterExpired {
+		return
+	}
+	s.allocationDirty = false
+	if filterExpired {
+		s.nextFilterExpiry = s.earliestFilterExpiryLocked(now)
+	}
+	defer s.allocationRounds.Add(1)
 	candidates := s.allocationCandidatesLocked()
 	if len(candidates) == 0 {
 		return
@@ -207,7 +220,7 @@ func (fw *framework) filteredLocked(agentID, role string, offerable mesos.Resour
 }
 
 // addFilterLocked records a decline (or accept-remainder) filter.
-func (fw *framework) addFilterLocked(a *agent, role string, rs mesos.Resources, filters *mesos.Filters) {
+func (s *Server) addFilterLocked(fw *framework, a *agent, role string, rs mesos.Resources, filters *mesos.Filters) {
 	seconds := defaultRefuseSeconds
 	if filters != nil && filters.RefuseSeconds != nil {
 		seconds = filters.GetRefuseSeconds()
@@ -220,7 +233,27 @@ func (fw *framework) addFilterLocked(a *agent, role string, rs mesos.Resources, 
 		d = 365 * 24 * time.Hour
 	}
 	key := filterKey{a.id, role}
-	fw.filters[key] = append(fw.filters[key], offerFilter{resources: unallocated(rs), expires: time.Now().Add(d)})
+	expires := time.Now().Add(d)
+	fw.filters[key] = append(fw.filters[key], offerFilter{resources: unallocated(rs), expires: expires})
+	if s.nextFilterExpiry.IsZero() || expires.Before(s.nextFilterExpiry) {
+		s.nextFilterExpiry = expires
+	}
+}
+
+// earliestFilterExpiryLocked finds the next decline filter to expire after
+// now (zero when none), so the allocator wakes up for it.
+func (s *Server) earliestFilterExpiryLocked(now time.Time) time.Time {
+	var next time.Time
+	for _, fw := range s.frameworks {
+		for _, filters := range fw.filters {
+			for _, f := range filters {
+				if f.expires.After(now) && (next.IsZero() || f.expires.Before(next)) {
+					next = f.expires
+				}
+			}
+		}
+	}
+	return next
 }
 
 func (s *Server) newOfferLocked(fw *framework, a *agent, role string, rs mesos.Resources) *offer {
@@ -295,7 +328,7 @@ func (s *Server) declineLocked(fw *framework, d *scheduler.Call_Decline) {
 			s.log.V(1).Info("ignoring decline of unknown offer", "frameworkID", fw.id, "offerID", id.Value)
 			continue
 		}
-		fw.addFilterLocked(o.agent, o.role, o.resources, d.Filters)
+		s.addFilterLocked(fw, o.agent, o.role, o.resources, d.Filters)
 		s.removeOfferLocked(o, false)
 	}
 }

@@ -124,6 +124,11 @@ type Server struct {
 	// processes are the task processes started and not yet exited.
 	processes map[*taskProcess]struct{}
 
+	// allocationDirty: something changed since the last allocation round;
+	// nextFilterExpiry: when the earliest decline filter lapses.
+	allocationDirty  bool
+	nextFilterExpiry time.Time
+
 	callDelay    time.Duration
 	rejectStatus int
 
