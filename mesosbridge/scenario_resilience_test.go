@@ -270,3 +270,29 @@ func TestRemovedFrameworkRefused(t *testing.T) {
 		t.Fatalf("framework %q after starting over from %q", obs.FrameworkID, id)
 	}
 }
+
+// A KILL the master did not take is sent again on the next subscription.
+func TestKillSurvivesRejectedCall(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "kill-retry")
+	victim := c.last.Tasks["agent-1"]
+	c.desired = c.desired[:2] // agent-1 is no longer wanted: killed, not relaunched
+	c.reconcile()
+
+	s.RejectCalls(500)
+	if err := b.Kill(t.Context(), c.cfg.Key(), "agent-1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the rejected call to end the subscription", func() bool {
+		return b.metric("mesosk3s_bridge_reconnects_total", "reason", "call") >= 1
+	})
+	s.RejectCalls(0)
+	obs := c.until("agent-1 killed", func(o Observed) bool { return o.Tasks["agent-1"].State == TaskKilled })
+	if got := obs.Tasks["agent-1"]; got.TaskID != victim.TaskID {
+		t.Fatalf("agent-1 relaunched as %s although no longer desired", got.TaskID)
+	}
+	if !obs.Connection.Connected || obs.Tasks["agent-0"].State != TaskRunning {
+		t.Fatalf("after the retry: %s", describe(obs))
+	}
+}
