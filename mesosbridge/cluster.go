@@ -92,11 +92,21 @@ func (c *cluster) poke() {
 func (c *cluster) observed() Observed {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// The last round's reasons, for the tasks that are still desired and still pending.
+	var unplaced map[string]string
+	for _, spec := range pendingOf(c.desired, c.tasks) {
+		if why, ok := c.unplaced[spec.Name]; ok {
+			if unplaced == nil {
+				unplaced = map[string]string{}
+			}
+			unplaced[spec.Name] = why
+		}
+	}
 	return Observed{
 		Connection:  c.conn,
 		FrameworkID: c.frameworkID,
 		Tasks:       maps.Clone(c.tasks),
-		Unplaced:    maps.Clone(c.unplaced),
+		Unplaced:    unplaced,
 	}
 }
 
