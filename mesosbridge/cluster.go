@@ -43,8 +43,14 @@ type cluster struct {
 	// sent and not yet terminal (sent again after a resubscription).
 	kills     map[string]killOrder
 	killsSent map[string]killOrder
-	teardown  teardownState
-	sub       subscriptionState
+	// ensures counts the controller's Ensure calls; endedAt holds, per task name, the
+	// count at which its task last ended. A task that ended is relaunched only by a later
+	// Ensure: the controller must have seen the end (to count a failure and wait out its
+	// back-off) before a new incarnation can hide it.
+	ensures  uint64
+	endedAt  map[string]uint64
+	teardown teardownState
+	sub      subscriptionState
 }
 
 // subscriptionState is what a new subscription starts afresh.
@@ -74,6 +80,7 @@ func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey
 		agentAttrs: map[string]map[string]string{},
 		kills:      map[string]killOrder{},
 		killsSent:  map[string]killOrder{},
+		endedAt:    map[string]uint64{},
 		conn:       Connection{Reason: ConnSubscribing, Message: "not connected yet", Since: time.Now()},
 	}
 	c.notify = func() { notify(key) }
@@ -150,6 +157,7 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.applyConfigLocked(cfg)
+	c.ensures++
 	c.desired = append([]TaskSpec(nil), desired...)
 	for _, t := range known {
 		c.adoptLocked(t)
@@ -232,5 +240,12 @@ func (c *cluster) pendingLocked() []TaskSpec {
 	if !c.launchReadyLocked() {
 		return nil
 	}
-	return pendingOf(c.desired, c.tasks)
+	var pending []TaskSpec
+	for _, spec := range pendingOf(c.desired, c.tasks) {
+		if ended, ok := c.endedAt[spec.Name]; ok && ended == c.ensures {
+			continue // ended since the last Ensure: the controller decides when to relaunch
+		}
+		pending = append(pending, spec)
+	}
+	return pending
 }

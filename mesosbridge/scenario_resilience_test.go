@@ -296,3 +296,35 @@ func TestKillSurvivesRejectedCall(t *testing.T) {
 		t.Fatalf("after the retry: %s", describe(obs))
 	}
 }
+
+// TestEndedTaskWaitsForTheNextEnsure: the bridge does not relaunch a task that ended
+// until the controller has called Ensure again, so the controller sees every failure and
+// decides the back-off; the next Ensure that still desires the task relaunches it.
+func TestEndedTaskWaitsForTheNextEnsure(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	c := runningCluster(t, s, b, "backoff")
+	failed := c.last.Tasks["agent-0"]
+	if err := s.FailTask(failed.TaskID, mesos.TASK_FAILED, mesos.REASON_COMMAND_EXECUTOR_FAILED, "k3s agent exited"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLong)
+	for {
+		obs, _ := b.Observe(c.cfg.Key())
+		if obs.Tasks["agent-0"].State == TaskFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failure not observed: %+v", obs.Tasks["agent-0"])
+		}
+		time.Sleep(testAllocation)
+	}
+	// Many allocation rounds pass without an Ensure: nothing is relaunched.
+	time.Sleep(20 * testAllocation)
+	if obs, _ := b.Observe(c.cfg.Key()); obs.Tasks["agent-0"].TaskID != failed.TaskID {
+		t.Fatalf("relaunched without an Ensure: %+v", obs.Tasks["agent-0"])
+	}
+	c.until("agent-0 relaunched after the next Ensure", func(o Observed) bool {
+		return o.Tasks["agent-0"].TaskID != failed.TaskID && o.Tasks["agent-0"].State == TaskRunning
+	})
+}

@@ -71,6 +71,9 @@ func (c *cluster) recordStatusLocked(st mesos.TaskStatus, now time.Time) bool {
 		return false
 	}
 	c.tasks[o.Name] = o
+	if o.State.Terminal() {
+		c.endedAt[o.Name] = c.ensures
+	}
 	if o.State.Terminal() && o.State != TaskFinished {
 		c.log.Info("task ended", "task", o.Name, "taskID", id, "state", o.State, "reason", o.Reason, "message", o.Message)
 	}
