@@ -84,6 +84,12 @@ func TestK3sServerUsesOperatorPKI(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	t.Run("API server reports the K3s release", func(t *testing.T) {
+		// Only true when hack/build-k3s.sh set k3s's version ldflags.
+		if err := expect(admin, endpoint+"/version", http.StatusOK, `"gitVersion": "v1.25.4+k3s1"`); err != nil {
+			t.Error(err)
+		}
+	})
 	t.Run("anonymous /readyz is 401", func(t *testing.T) {
 		if err := expect(anonymous, endpoint+"/readyz", http.StatusUnauthorized, ""); err != nil {
 			t.Error(err)

@@ -53,9 +53,11 @@ func (p *k3sProcess) running() error {
 	}
 }
 
-// stop sends SIGTERM to the group, then SIGKILL after the grace: K3s ignores SIGTERM
-// while its agent loop waits. It returns how the process ended and fails the test if any
-// process of the group is left.
+// stop sends SIGTERM to the group, then SIGKILL after the grace. SIGTERM stops the control
+// plane, but a --disable-agent server still runs a standalone agent loop that, in this
+// build (no bundled CNI binaries, so no host-local on PATH), retries "Waiting to retrieve
+// agent configuration" forever and keeps the process alive. It returns how the process
+// ended and fails the test if any process of the group is left.
 func (p *k3sProcess) stop(t *testing.T, grace time.Duration) string {
 	t.Helper()
 	pgid := p.cmd.Process.Pid
