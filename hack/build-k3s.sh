@@ -56,9 +56,9 @@ build_k3s() {
   commit="$(sed -n 's/.*"Hash": "\(.*\)".*/\1/p' <<<"$info")"
   # replace directives only apply in the main module, so a module that merely requires
   # k3s would build against upstream Kubernetes, containerd and etcd instead of the k3s-io
-  # forks it needs: every replace of k3s's go.mod is repeated here. inet.af/tcpproxy is
-  # the one dependency whose vanity import path no longer resolves; its GitHub mirror has
-  # the same commit.
+  # forks it needs: every replace of k3s's go.mod is repeated here. The module proxy
+  # answers 403 for inet.af/tcpproxy (its vanity domain is gone); the same commit is
+  # served under its GitHub path.
   {
     echo "module k3sbuild"
     echo "go 1.26"
