@@ -49,7 +49,7 @@ version_ldflags() {
 build_k3s() {
   local work; work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
-  log "building k3s $K3S_VERSION (first build takes ~3.5 min)"
+  log "building k3s $K3S_VERSION (3.5 to 6 min on 2 cores, plus module downloads the first time)"
   local info gomod commit
   info="$(go mod download -json "github.com/k3s-io/k3s@$K3S_MODULE_VERSION")"
   gomod="$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$info")"
