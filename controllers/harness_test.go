@@ -112,6 +112,8 @@ func (h *harness) startOperator() {
 		HTTPTimeout:      2 * time.Second,
 		ReconnectBackoff: mesosbridge.Backoff{Initial: 20 * time.Millisecond, Max: 300 * time.Millisecond},
 		KillWait:         3 * time.Second,
+		// Mesos says nothing when a lost agent returns; tests do not wait 15s to notice.
+		UnreachableReconcileInterval: 200 * time.Millisecond,
 	})
 	if err != nil {
 		h.t.Fatal(err)

@@ -22,8 +22,8 @@ import (
 func TestOperatorRestartMidDeploy(t *testing.T) {
 	h := newHarness(t, 4)
 	h.apply("restart", `{agents: {replicas: 3}}`)
-	h.eventually(waitDeploy, "server-0 launched", func() bool {
-		return len(h.liveTasks("restart")["server-0"]) == 1 && h.get("restart").Status.FrameworkID != ""
+	h.eventually(waitDeploy, "server-0 launched and recorded", func() bool {
+		return len(h.liveTasks("restart")["server-0"]) == 1 && h.taskStatus("restart", "server-0").Ports["api"] != 0
 	}, h.describe("restart"))
 	frameworkID := h.get("restart").Status.FrameworkID
 	h.stopOperator()
@@ -35,6 +35,9 @@ func TestOperatorRestartMidDeploy(t *testing.T) {
 		t.Fatalf("server-0 did not survive the operator's absence: %v", h.mesosTasks())
 	}
 
+	if c := h.get("restart"); c.Status.Agents.Replicas != 0 {
+		t.Fatalf("not mid-deploy: %d agents already", c.Status.Agents.Replicas)
+	}
 	h.startOperator()
 	h.waitCondition("restart", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
 	h.waitCondition("restart", v1alpha1.ConditionReady, metav1.ConditionTrue, waitDeploy)

@@ -106,7 +106,7 @@ func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) mesosbridge.TaskSp
 	if i == 0 {
 		t.Order = orderFirstServer
 	}
-	t.Ports = []string{mesosbridge.PortAPI}
+	t.Ports = []string{mesosbridge.PortAPI, mesosbridge.PortAPIServer}
 	t.Secrets = in.serverSecrets
 	t.K3s.TLSSANs = tlsSANs(c)
 	// Servers run the control plane only: workloads go to agents, which Mesos sizes and

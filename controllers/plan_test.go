@@ -62,7 +62,7 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 	if !s0.K3s.ClusterInit || s1.K3s.ClusterInit || s0.K3s.ServerURL != "" || s1.K3s.ServerURL != "https://h0:31000" {
 		t.Errorf("embedded etcd: server-0 must init, others join: %+v / %+v", s0.K3s, s1.K3s)
 	}
-	if !slices.Equal(s0.Ports, []string{mesosbridge.PortAPI}) || len(a0.Ports) != 0 {
+	if !slices.Equal(s0.Ports, []string{mesosbridge.PortAPI, mesosbridge.PortAPIServer}) || len(a0.Ports) != 0 {
 		t.Errorf("ports: server %v agent %v", s0.Ports, a0.Ports)
 	}
 	if !slices.Equal(s0.K3s.TLSSANs, []string{"k3s.example.com"}) {
@@ -173,6 +173,31 @@ func TestGateLaunchesInPlanOrder(t *testing.T) {
 			}
 			if !strings.HasPrefix(waiting, tc.waiting) {
 				t.Fatalf("waiting = %q, want prefix %q", waiting, tc.waiting)
+			}
+		})
+	}
+}
+
+func TestServerWithUnknownPortIsRelaunched(t *testing.T) {
+	running := observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, nil)
+	withPort := running
+	withPort.Ports = map[string]uint32{mesosbridge.PortAPI: 31000}
+	cases := []struct {
+		name     string
+		endpoint string
+		known    map[string]mesosbridge.ObservedTask
+		want     []string
+	}{
+		{"adopted without its port", "", map[string]mesosbridge.ObservedTask{"server-0": running}, []string{"server-0"}},
+		{"port known", "", map[string]mesosbridge.ObservedTask{"server-0": withPort}, nil},
+		{"endpoint override makes the port moot", "https://k3s.example.com", map[string]mesosbridge.ObservedTask{"server-0": running}, nil},
+		{"no server yet", "", nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Kubeconfig.Endpoint = tc.endpoint })
+			if got := serverWithUnknownPort(c, tc.known); !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

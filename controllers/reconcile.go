@@ -98,6 +98,19 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		}
 		r.event(c, corev1.EventTypeNormal, "TasksKilled", "Kill", "killing %v (scale-down or rollout)", kills)
 	}
+	if unknown := serverWithUnknownPort(c, known); len(unknown) > 0 {
+		if err := r.Bridge.Kill(ctx, s.key(), unknown...); err != nil {
+			return ctrl.Result{}, fmt.Errorf("relaunching %v: %w", unknown, err)
+		}
+		r.event(c, corev1.EventTypeWarning, "ServerRelaunched", "Relaunch", "server-0 runs on an API port nobody recorded (the operator stopped right after launching it); relaunching it to learn its address")
+	}
+	lost, lostWait := unreachableReplacements(all, known, remediationOf(c.Spec.Remediation).backoff, now)
+	if len(lost) > 0 {
+		if err := r.Bridge.Kill(ctx, s.key(), lost...); err != nil {
+			return ctrl.Result{}, fmt.Errorf("replacing %v: %w", lost, err)
+		}
+		r.event(c, corev1.EventTypeWarning, "TasksReplaced", "Replace", "%v unreachable (agent lost); launching replacements elsewhere", lost)
+	}
 
 	if s.observed, err = r.Bridge.Ensure(ctx, cfg, launchable, knownTasks(c.Status.Tasks)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("ensuring the Mesos framework: %w", err)
@@ -135,7 +148,11 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 			s.obs.apiReady, s.obs.apiMessage = &ready, msg
 		}
 	}
-	return r.requeue(s, track, requeueSoon, now), nil
+	res := r.requeue(s, track, requeueSoon, now)
+	if lostWait > 0 && lostWait < res.RequeueAfter {
+		res.RequeueAfter = lostWait
+	}
+	return res, nil
 }
 
 // requeue picks the next pass: soon after a framework registration, at the end of the

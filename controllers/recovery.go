@@ -96,7 +96,7 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 				st.LastFailureTime = &metav1.Time{Time: now}
 				out.newFailures = append(out.newFailures, st)
 			}
-			if taskReady(obs, true) && st.ConsecutiveFailures > 0 && !obs.LastUpdate.IsZero() && now.Sub(obs.LastUpdate) >= stableAfter {
+			if taskReady(obs, true) && st.ConsecutiveFailures > 0 && !obs.StateSince.IsZero() && now.Sub(obs.StateSince) >= stableAfter {
 				st.ConsecutiveFailures = 0
 			}
 		}
@@ -207,4 +207,41 @@ func withStatusKnowledge(observed map[string]mesosbridge.ObservedTask, prev []v1
 		out[p.Name] = o
 	}
 	return out
+}
+
+// unreachableReplacements names the desired tasks that have been on an unreachable agent
+// for at least grace and can run elsewhere (no persistent volume ties them to that agent).
+// Killing them lets the bridge launch replacements at once; the old task is killed if its
+// agent comes back. A server with a volume waits for its agent instead: its data is there.
+// wait is how long until the next such task is due (0 when none waits).
+func unreachableReplacements(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.ObservedTask, grace time.Duration, now time.Time) (names []string, wait time.Duration) {
+	for _, t := range desired {
+		o, ok := known[t.Name]
+		if !ok || o.State != mesosbridge.TaskUnreachable || t.Volume != nil {
+			continue
+		}
+		if due := o.StateSince.Add(grace); now.Before(due) {
+			if d := due.Sub(now); wait == 0 || d < wait {
+				wait = d
+			}
+			continue
+		}
+		names = append(names, t.Name)
+	}
+	return names, wait
+}
+
+// serverWithUnknownPort names server-0 when it runs but its API port is unknown, which
+// happens only when an operator died between launching it and recording the launch:
+// Mesos reports no ports on reconciliation. Without an endpoint override the cluster's
+// URL cannot be known, so the server is relaunched (its data stays on its volume).
+func serverWithUnknownPort(c *v1alpha1.K3sCluster, known map[string]mesosbridge.ObservedTask) []string {
+	if c.Spec.Kubeconfig.Endpoint != "" {
+		return nil
+	}
+	o, ok := known["server-0"]
+	if !taskLive(o, ok) || o.State == mesosbridge.TaskKilling || o.Ports[mesosbridge.PortAPI] != 0 {
+		return nil
+	}
+	return []string{"server-0"}
 }

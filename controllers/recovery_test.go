@@ -80,3 +80,34 @@ func TestRepeatedFailuresStall(t *testing.T) {
 		return h.taskStatus("flaky", "server-0").State == "TASK_RUNNING"
 	}, h.describe("flaky"))
 }
+
+// TestLostAgentHostIsReplaced: an agent host goes away (partition-aware: the task is
+// UNREACHABLE, not gone); after the relaunch back-off its K3s agent is replaced on another
+// host, and when the host returns the old task is killed: one agent-0 runs.
+func TestLostAgentHostIsReplaced(t *testing.T) {
+	h := newHarness(t, 4)
+	h.apply("partition", `{agents: {replicas: 2}, remediation: {relaunchBackoff: 500ms}}`)
+	h.waitCondition("partition", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
+	lost := h.taskStatus("partition", "agent-0")
+	if err := h.mesos.LoseAgent(lost.AgentHost); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "agent-0 reported unreachable", func() bool {
+		return h.taskStatus("partition", "agent-0").State == "TASK_UNREACHABLE"
+	}, h.describe("partition"))
+	h.eventually(waitDeploy, "agent-0 replaced on another host", func() bool {
+		st := h.taskStatus("partition", "agent-0")
+		return st.TaskID != lost.TaskID && st.State == "TASK_RUNNING" && st.AgentHost != lost.AgentHost &&
+			conditionIs(h.get("partition"), v1alpha1.ConditionAgentsReady, metav1.ConditionTrue)
+	}, h.describe("partition"))
+
+	if err := h.mesos.RestoreAgent(lost.AgentHost); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(waitDeploy, "one agent-0 after the host returned", func() bool {
+		return len(h.liveTasks("partition")["agent-0"]) == 1
+	}, h.describe("partition"))
+	if st := h.taskStatus("partition", "agent-0"); st.AgentHost == lost.AgentHost {
+		t.Fatalf("the returning task won over its replacement: %+v", st)
+	}
+}

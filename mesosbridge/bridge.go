@@ -26,7 +26,9 @@ type Bridge interface {
 	// Kill kills the named tasks of the cluster with their kill grace period. A killed
 	// task that is still desired is relaunched (with the newest spec) once it is terminal,
 	// which is how a rollout replaces an out-of-date task. Names without a live task are
-	// ignored.
+	// ignored. A task on an unreachable agent cannot be confirmed dead: killing it frees its
+	// name for a replacement at once, and the old task is killed if its agent comes back
+	// (the partition-aware way to replace tasks of a lost agent).
 	Kill(ctx context.Context, cluster ClusterKey, names ...string) error
 
 	// Teardown kills every task of the cluster, waits (bounded) for terminal states and

@@ -47,10 +47,14 @@ type cluster struct {
 	// count at which its task last ended. A task that ended is relaunched only by a later
 	// Ensure: the controller must have seen the end (to count a failure and wait out its
 	// back-off) before a new incarnation can hide it.
-	ensures  uint64
-	endedAt  map[string]uint64
-	teardown teardownState
-	sub      subscriptionState
+	ensures uint64
+	endedAt map[string]uint64
+	// abandoned are tasks on an unreachable agent that the controller killed: Mesos cannot
+	// confirm their end, so their name is free for a replacement, and the KILL (or the
+	// duplicate check) ends them if their agent comes back (partition-aware replacement).
+	abandoned map[string]bool
+	teardown  teardownState
+	sub       subscriptionState
 }
 
 // subscriptionState is what a new subscription starts afresh.
@@ -81,6 +85,7 @@ func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey
 		kills:      map[string]killOrder{},
 		killsSent:  map[string]killOrder{},
 		endedAt:    map[string]uint64{},
+		abandoned:  map[string]bool{},
 		conn:       Connection{Reason: ConnSubscribing, Message: "not connected yet", Since: time.Now()},
 	}
 	c.notify = func() { notify(key) }
@@ -240,8 +245,17 @@ func (c *cluster) pendingLocked() []TaskSpec {
 	if !c.launchReadyLocked() {
 		return nil
 	}
+	tasks := c.tasks
+	if len(c.abandoned) > 0 {
+		tasks = maps.Clone(c.tasks)
+		for name, t := range tasks {
+			if c.abandoned[t.TaskID] {
+				delete(tasks, name)
+			}
+		}
+	}
 	var pending []TaskSpec
-	for _, spec := range pendingOf(c.desired, c.tasks) {
+	for _, spec := range pendingOf(c.desired, tasks) {
 		if ended, ok := c.endedAt[spec.Name]; ok && ended == c.ensures {
 			continue // ended since the last Ensure: the controller decides when to relaunch
 		}

@@ -1,6 +1,7 @@
 package mesosbridge
 
 import (
+	"context"
 	"encoding/pem"
 	"io"
 	"log"
@@ -148,4 +149,53 @@ func TestUnreachableAgentIsReportedNotReplaced(t *testing.T) {
 		t := o.Tasks["agent-0"]
 		return t.TaskID == lost.TaskID && t.State == TaskRunning
 	})
+}
+
+// TestKilledUnreachableTaskIsReplaced: killing a task on an unreachable agent frees its
+// name; the replacement runs elsewhere, and when the partition heals the old task is
+// killed, so the name never has two live tasks for long.
+func TestKilledUnreachableTaskIsReplaced(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t, func(o *Options) { o.ReconcileInterval = 10 * testAllocation })
+	c := runningCluster(t, s, b, "replace")
+	lost := c.last.Tasks["agent-0"]
+	if err := s.LoseAgent(lost.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	c.until("unreachable", func(o Observed) bool { return o.Tasks["agent-0"].State == TaskUnreachable })
+	if err := b.Kill(context.Background(), c.cfg.Key(), "agent-0"); err != nil {
+		t.Fatal(err)
+	}
+	replaced := c.until("replaced on another agent", func(o Observed) bool {
+		t := o.Tasks["agent-0"]
+		return t.TaskID != lost.TaskID && t.State == TaskRunning
+	}).Tasks["agent-0"]
+	if replaced.Hostname == lost.Hostname {
+		t.Fatalf("replacement on the lost agent %s", lost.Hostname)
+	}
+	if err := s.RestoreAgent(lost.Hostname); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitLong)
+	for {
+		running := 0
+		for _, f := range s.State().Frameworks {
+			for _, task := range f.Tasks {
+				if task.Name == "agent-0" && task.State == "TASK_RUNNING" {
+					running++
+				}
+			}
+		}
+		if running == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d agent-0 tasks running after the partition healed", running)
+		}
+		c.reconcile()
+		time.Sleep(testAllocation)
+	}
+	if got := c.reconcile().Tasks["agent-0"]; got.TaskID != replaced.TaskID || got.State != TaskRunning {
+		t.Fatalf("the replacement did not survive the old task's return: %+v", got)
+	}
 }

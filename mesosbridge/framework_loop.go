@@ -161,6 +161,8 @@ func (c *cluster) serve(ctx context.Context, tr *transport, sub *subscription, g
 	defer watchdog.Stop()
 	periodic := time.NewTicker(c.opts.ReconcileInterval)
 	defer periodic.Stop()
+	partitioned := time.NewTicker(c.opts.UnreachableReconcileInterval)
+	defer partitioned.Stop()
 	barrierRetry := time.NewTimer(time.Second)
 	defer barrierRetry.Stop()
 	barrierWait := time.Second
@@ -197,6 +199,10 @@ func (c *cluster) serve(ctx context.Context, tr *transport, sub *subscription, g
 			watchdog.Reset(max(silence-quiet, heartbeat))
 		case <-periodic.C:
 			if err := c.reconcile(ctx, cl, false); err != nil {
+				return err
+			}
+		case <-partitioned.C:
+			if err := c.reconcileUnreachable(ctx, cl); err != nil {
 				return err
 			}
 		case <-barrierRetry.C:

@@ -16,7 +16,8 @@ type killOrder struct {
 }
 
 // requestKill queues a KILL for every live task under the names (the reported one and
-// any duplicate); names without a live task are ignored.
+// any duplicate); names without a live task are ignored. A task on an unreachable agent
+// is also abandoned: its name may be relaunched at once.
 func (c *cluster) requestKill(names ...string) {
 	c.mu.Lock()
 	want := map[string]bool{}
@@ -26,6 +27,9 @@ func (c *cluster) requestKill(names ...string) {
 	for id, t := range c.live {
 		if want[t.Name] {
 			c.kills[id] = killOrder{agentID: t.AgentID, grace: c.graceLocked(t.Name)}
+			if t.State == TaskUnreachable {
+				c.abandoned[id] = true
+			}
 		}
 	}
 	c.mu.Unlock()

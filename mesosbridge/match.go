@@ -208,8 +208,8 @@ func (n taskNeeds) fits(s *offerState) string {
 	if n.mem > s.memLeft+scalarEpsilon {
 		return "not enough mem"
 	}
-	if uint64(n.ports) > s.portsLeft {
-		return "not enough ports"
+	if uint64(n.ports) > s.portsLeft || !portRunFits(s.ports, n.ports) {
+		return "not enough consecutive ports"
 	}
 	disk := n.disk
 	if n.volumeID != "" && s.volume[n.volumeID] == nil {

@@ -210,6 +210,8 @@ func TestMatchSameOrderTasksDoNotBlockEachOther(t *testing.T) {
 	}
 }
 
+// A task's ports are one consecutive run (K3s binds its HTTPS port + 1), taken from the
+// first offered range long enough.
 func TestMatchPortsAreDistinctAndFromOfferedRanges(t *testing.T) {
 	s0, s1 := pendingServer(0, 0), pendingServer(1, 0)
 	s0.Constraints, s1.Constraints = nil, nil
@@ -239,7 +241,7 @@ func TestMatchPortsAreDistinctAndFromOfferedRanges(t *testing.T) {
 	s2 := pendingServer(2, 0)
 	s2.Constraints = nil
 	r = matchOffers(roundInput(s0, s1, s2), offers(offerSpec{id: "o1", host: "h1", cpus: 4, mem: 4096, ports: [][2]uint64{{31000, 31000}, {31500, 31501}}}))
-	if !strings.Contains(r.Unplaced["server-2"], "not enough ports") {
+	if !strings.Contains(r.Unplaced["server-2"], "not enough consecutive ports") {
 		t.Errorf("server-2: %q", r.Unplaced["server-2"])
 	}
 }

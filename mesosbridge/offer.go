@@ -193,37 +193,52 @@ func scalarLike(r *mesos.Resource, amount float64) mesos.Resource {
 	return c
 }
 
-// takePorts assigns one port per name, lowest free port first (deterministic), and
-// returns the port resources to put in the TaskInfo. The caller has checked portsLeft.
+// takePorts assigns a task's named ports as one run of consecutive ports, the lowest
+// that fits (deterministic), and returns the port resources to put in the TaskInfo. A run,
+// because a program may bind ports next to the one it is given: the K3s server's internal
+// kube-apiserver always listens on its HTTPS port + 1, so both must be the task's. The
+// caller has checked portRunFits.
 func takePorts(pools []rangePool, names []string) (map[string]uint32, []mesos.Resource) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	assigned := make(map[string]uint32, len(names))
-	var out []mesos.Resource
-	next := 0
+	n := uint64(len(names))
 	for i := range pools {
 		p := &pools[i]
-		var taken mesos.Ranges
-		for next < len(names) && len(p.left) > 0 {
-			port := p.left[0].Begin
-			if p.left[0].End == port {
-				p.left = p.left[1:]
-			} else {
-				p.left[0].Begin++ // p.left is this round's own copy of the offer's ranges
+		for j, r := range p.left {
+			if r.End-r.Begin+1 < n {
+				continue
 			}
-			taken = append(taken, mesos.Value_Range{Begin: port, End: port})
-			assigned[names[next]] = uint32(port)
-			next++
-		}
-		if len(taken) > 0 {
+			first := r.Begin
+			// p.left is this round's own copy of the offer's ranges.
+			if r.End-r.Begin+1 == n {
+				p.left = append(p.left[:j:j], p.left[j+1:]...)
+			} else {
+				p.left[j].Begin += n
+			}
+			assigned := make(map[string]uint32, len(names))
+			for k, name := range names {
+				assigned[name] = uint32(first + uint64(k))
+			}
 			c := *p.res
-			c.Ranges = &mesos.Value_Ranges{Range: taken.Squash()}
-			out = append(out, c)
-		}
-		if next == len(names) {
-			break
+			c.Ranges = &mesos.Value_Ranges{Range: []mesos.Value_Range{{Begin: first, End: first + n - 1}}}
+			return assigned, []mesos.Resource{c}
 		}
 	}
-	return assigned, out
+	return nil, nil
+}
+
+// portRunFits reports whether some pool has n consecutive free ports.
+func portRunFits(pools []rangePool, n int) bool {
+	if n == 0 {
+		return true
+	}
+	for _, p := range pools {
+		for _, r := range p.left {
+			if r.End-r.Begin+1 >= uint64(n) {
+				return true
+			}
+		}
+	}
+	return false
 }

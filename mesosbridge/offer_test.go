@@ -67,15 +67,23 @@ func TestTakeScalarAndPorts(t *testing.T) {
 		{res: &mesos.Resource{Name: "ports"}, left: mesos.Ranges{{Begin: 31000, End: 31001}}},
 		{res: &mesos.Resource{Name: "ports"}, left: mesos.Ranges{{Begin: 40000, End: 40010}}},
 	}
+	// Three names need a run of three: the first pool's two ports do not do.
+	if !portRunFits(pools, 3) || portRunFits(pools, 12) {
+		t.Errorf("portRunFits wrong for %v", pools)
+	}
 	assigned, res := takePorts(pools, []string{"a", "b", "c"})
-	if !reflect.DeepEqual(assigned, map[string]uint32{"a": 31000, "b": 31001, "c": 40000}) {
+	if !reflect.DeepEqual(assigned, map[string]uint32{"a": 40000, "b": 40001, "c": 40002}) {
 		t.Errorf("assigned %v", assigned)
 	}
-	if len(res) != 2 || !reflect.DeepEqual(res[0].Ranges.Range, []mesos.Value_Range{{Begin: 31000, End: 31001}}) ||
-		!reflect.DeepEqual(res[1].Ranges.Range, []mesos.Value_Range{{Begin: 40000, End: 40000}}) {
+	if len(res) != 1 || !reflect.DeepEqual(res[0].Ranges.Range, []mesos.Value_Range{{Begin: 40000, End: 40002}}) {
 		t.Errorf("resources %v", res)
 	}
-	if len(pools[0].left) != 0 || pools[1].left[0].Begin != 40001 {
+	if len(pools[0].left) != 1 || pools[1].left[0].Begin != 40003 {
 		t.Errorf("left %v %v", pools[0].left, pools[1].left)
+	}
+	// A run that uses a whole range removes it.
+	assigned, _ = takePorts(pools, []string{"x", "y"})
+	if !reflect.DeepEqual(assigned, map[string]uint32{"x": 31000, "y": 31001}) || len(pools[0].left) != 0 {
+		t.Errorf("assigned %v, left %v", assigned, pools[0].left)
 	}
 }

@@ -28,6 +28,9 @@ type Options struct {
 	// ReconcileInterval is the period of implicit reconciliation while subscribed
 	// (default 10m); one also runs after every SUBSCRIBED.
 	ReconcileInterval time.Duration
+	// UnreachableReconcileInterval is how often tasks on unreachable agents are reconciled
+	// explicitly (default 15s): Mesos does not say when such an agent comes back.
+	UnreachableReconcileInterval time.Duration
 	// KillWait bounds how long Teardown waits for killed tasks to become terminal before
 	// it sends TEARDOWN anyway (default 30s).
 	KillWait time.Duration
@@ -59,6 +62,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ReconcileInterval <= 0 {
 		o.ReconcileInterval = 10 * time.Minute
+	}
+	if o.UnreachableReconcileInterval <= 0 {
+		o.UnreachableReconcileInterval = 15 * time.Second
 	}
 	if o.KillWait <= 0 {
 		o.KillWait = 30 * time.Second

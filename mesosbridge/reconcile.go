@@ -52,3 +52,29 @@ func (c *cluster) reconcile(ctx context.Context, cl *caller, explicit bool) erro
 	c.mu.Unlock()
 	return cl.call(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{Tasks: tasks}}, nil)
 }
+
+// reconcileUnreachable asks the master about the tasks last reported unreachable. Mesos
+// tells a framework nothing when a partitioned agent comes back, so without this the
+// bridge would see those tasks again only at the next periodic reconciliation: a server
+// that is running again would look lost, and the old copy of a replaced task would not be
+// killed, for up to ReconcileInterval.
+func (c *cluster) reconcileUnreachable(ctx context.Context, cl *caller) error {
+	c.mu.Lock()
+	var tasks []scheduler.Call_Reconcile_Task
+	for id, t := range c.live {
+		if t.State != TaskUnreachable {
+			continue
+		}
+		task := scheduler.Call_Reconcile_Task{TaskID: mesos.TaskID{Value: id}}
+		if t.AgentID != "" {
+			task.AgentID = &mesos.AgentID{Value: t.AgentID}
+		}
+		tasks = append(tasks, task)
+	}
+	c.mu.Unlock()
+	if len(tasks) == 0 {
+		return nil
+	}
+	sort.Slice(tasks, func(i, j int) bool { return tasks[i].TaskID.Value < tasks[j].TaskID.Value })
+	return cl.call(ctx, &scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{Tasks: tasks}}, nil)
+}

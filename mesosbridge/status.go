@@ -14,7 +14,7 @@ func (l launchedTask) observed(now time.Time) ObservedTask {
 	return ObservedTask{
 		Name: l.Name, TaskID: l.TaskID, AgentID: l.AgentID, Hostname: l.Hostname,
 		State: TaskStaging, Ports: l.Ports, SpecHash: l.SpecHash, Role: l.Role, Index: l.Index,
-		LastUpdate: now,
+		LastUpdate: now, StateSince: now,
 	}
 }
 
@@ -31,7 +31,14 @@ func observeStatus(prev ObservedTask, st mesos.TaskStatus, now time.Time) Observ
 			o.Role, o.Index, _ = parseTaskName(name)
 		}
 	}
-	o.State = TaskState(st.GetState().String())
+	state := TaskState(st.GetState().String())
+	if state != o.State || o.StateSince.IsZero() {
+		o.StateSince = now
+		if ut := st.GetUnreachableTime(); state == TaskUnreachable && ut != nil {
+			o.StateSince = time.Unix(0, ut.Nanoseconds) // when the master lost the agent
+		}
+	}
+	o.State = state
 	o.Reason, o.Message = "", st.GetMessage()
 	if st.Reason != nil {
 		o.Reason = st.Reason.String()

@@ -101,7 +101,13 @@ func k3sScript(spec TaskSpec, p placement) string {
 		}
 		line("unset " + strings.Join(unset, " "))
 	}
-	line("exec " + k3sBinary(spec.Runtime) + " " + string(spec.Role) + ` --data-dir="$DATA_DIR" ` + shellJoin(k3sArgs(spec, p.Ports)))
+	dataArgs := ` --data-dir="$DATA_DIR" `
+	if spec.Role == RoleServer {
+		// K3s writes an admin kubeconfig to /etc/rancher/k3s/ unless told otherwise: keep it
+		// in the task's data directory, not on the shared host.
+		dataArgs = ` --data-dir="$DATA_DIR" --write-kubeconfig="$DATA_DIR/kubeconfig.yaml" `
+	}
+	line("exec " + k3sBinary(spec.Runtime) + " " + string(spec.Role) + dataArgs + shellJoin(k3sArgs(spec, p.Ports)))
 	return b.String()
 }
 
@@ -121,6 +127,10 @@ func k3sArgs(spec TaskSpec, ports map[string]uint32) []string {
 		if k.ClusterInit {
 			args = append(args, "--cluster-init")
 		}
+		// The controller-manager, cloud-controller-manager and scheduler would otherwise
+		// listen on fixed ports (10257, 10258, 10259), which two servers on one Mesos agent
+		// would fight over; they run the same without those listeners.
+		args = append(args, fixedPortListenersOff...)
 	}
 	flag("server", k.ServerURL)
 	flag("node-name", k.NodeName)
@@ -141,6 +151,12 @@ func k3sArgs(spec TaskSpec, ports map[string]uint32) []string {
 		flag("node-taint", taint)
 	}
 	return append(args, k.ExtraArgs...)
+}
+
+var fixedPortListenersOff = []string{
+	"--kube-controller-manager-arg=secure-port=0",
+	"--kube-cloud-controller-manager-arg=secure-port=0",
+	"--kube-scheduler-arg=secure-port=0",
 }
 
 // Server health: K3s answers an anonymous /readyz with 401, but its supervisor's /ping

@@ -94,7 +94,9 @@ func TestK3sArgs(t *testing.T) {
 		want []string
 	}{
 		{"server", serverSpec(RuntimeDocker), []string{
-			"--https-listen-port=31000", "--cluster-init", "--node-name=server-0",
+			"--https-listen-port=31000", "--cluster-init",
+			"--kube-controller-manager-arg=secure-port=0", "--kube-cloud-controller-manager-arg=secure-port=0", "--kube-scheduler-arg=secure-port=0",
+			"--node-name=server-0",
 			"--tls-san=k3s.example.com", "--tls-san=10.0.0.5",
 			"--cluster-cidr=10.42.0.0/16", "--service-cidr=10.43.0.0/16", "--cluster-dns=10.43.0.10", "--cluster-domain=cluster.local",
 			"--node-label=mesosk3s.io/role=server", "--node-label=zone=a",
@@ -105,7 +107,9 @@ func TestK3sArgs(t *testing.T) {
 			s := serverSpec(RuntimeBinary)
 			s.K3s = K3sSettings{ServerURL: "https://server-0:31000", DatastoreEndpoint: "http://etcd-0:2379"}
 			return s
-		}(), []string{"--https-listen-port=31000", "--server=https://server-0:31000", "--datastore-endpoint=http://etcd-0:2379"}},
+		}(), []string{"--https-listen-port=31000",
+			"--kube-controller-manager-arg=secure-port=0", "--kube-cloud-controller-manager-arg=secure-port=0", "--kube-scheduler-arg=secure-port=0",
+			"--server=https://server-0:31000", "--datastore-endpoint=http://etcd-0:2379"}},
 		{"agent", agentSpec(RuntimeDocker), []string{"--server=https://k3s.example.com:31000", "--node-label=pool=default"}},
 	}
 	for _, tt := range tests {
@@ -135,7 +139,7 @@ func TestBuildTaskInfoServerDocker(t *testing.T) {
 		t.Errorf("Docker runtime fetches nothing, got %v", info.Command.URIs)
 	}
 	script := info.GetCommand().GetValue()
-	if !info.GetCommand().GetShell() || !strings.Contains(script, `exec k3s server --data-dir="$DATA_DIR" --https-listen-port=31000 `) {
+	if !info.GetCommand().GetShell() || !strings.Contains(script, `exec k3s server --data-dir="$DATA_DIR" --write-kubeconfig="$DATA_DIR/kubeconfig.yaml" --https-listen-port=31000 `) {
 		t.Errorf("script:\n%s", script)
 	}
 	if !strings.Contains(script, `'--kube-apiserver-arg=audit-log-path=/tmp/a b'`) {
@@ -319,7 +323,9 @@ func TestServerScriptRuns(t *testing.T) {
 		}
 	}
 	argv, _ := os.ReadFile(filepath.Join(sandbox, "argv"))
-	wantArgv := append([]string{"server", "--data-dir=" + filepath.Join(sandbox, "data")}, k3sArgs(spec, map[string]uint32{PortAPI: 31000})...)
+	data := filepath.Join(sandbox, "data")
+	wantArgv := append([]string{"server", "--data-dir=" + data, "--write-kubeconfig=" + filepath.Join(data, "kubeconfig.yaml")},
+		k3sArgs(spec, map[string]uint32{PortAPI: 31000})...)
 	if got := strings.Split(strings.TrimSuffix(string(argv), "\n"), "\n"); !reflect.DeepEqual(got, wantArgv) {
 		t.Errorf("argv\n got %q\nwant %q", got, wantArgv)
 	}

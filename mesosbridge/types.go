@@ -96,6 +96,11 @@ type Resources struct {
 // Kubernetes API and the K3s supervisor (--https-listen-port). Other names are free.
 const PortAPI = "api"
 
+// PortAPIServer is K3s's internal kube-apiserver port, which K3s always puts at the API
+// port + 1. A server lists it right after PortAPI so that Mesos gives the task both (a
+// task's ports are one consecutive run) and offers neither to another task.
+const PortAPIServer = "apiserver"
+
 // Constraint is a Marathon-style placement constraint over "hostname" or an agent attribute.
 type Constraint struct {
 	Field    string
@@ -246,6 +251,10 @@ type ObservedTask struct {
 	Role       TaskRole
 	Index      int
 	LastUpdate time.Time
+	// StateSince is when the task entered its current state (for TASK_UNREACHABLE, when
+	// the master lost its agent): repeated updates of the same state, such as answers to
+	// reconciliation, do not move it.
+	StateSince time.Time
 	// Previous is how the task this one replaced under the same name ended, so that a
 	// quick relaunch does not hide a failure from the controller (restart counts, events).
 	Previous *TaskEnd

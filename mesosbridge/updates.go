@@ -57,6 +57,7 @@ func (c *cluster) recordStatusLocked(st mesos.TaskStatus, now time.Time) bool {
 		delete(c.live, id)
 		delete(c.kills, id)
 		delete(c.killsSent, id)
+		delete(c.abandoned, id)
 	} else {
 		c.live[id] = o
 	}
