@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -106,9 +107,19 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	// Delete: nothing of the cluster remains in the emulator.
 	mesosURL := pg.mesosURL(t)
 	mgmt.run(t, "delete", "k3sc", "playground", "--timeout=90s")
-	state1 := httpGet(t, mesosURL+"/state")
-	if strings.Contains(state1, "k3s:default/playground") && strings.Contains(state1, `"TASK_RUNNING"`) {
-		t.Fatalf("the emulator still runs the cluster's tasks:\n%s", state1)
+	var mesosState struct {
+		Frameworks []struct {
+			Name  string            `json:"name"`
+			Tasks []json.RawMessage `json:"tasks"`
+		} `json:"frameworks"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, mesosURL+"/state")), &mesosState); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range mesosState.Frameworks {
+		if f.Name == "k3s:default/playground" {
+			t.Fatalf("the framework is still registered with %d tasks", len(f.Tasks))
+		}
 	}
 
 	pg.stop(t)
