@@ -28,6 +28,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	c := s.cluster
 	s.obs.datastoreType = c.Spec.Datastore.Type
 	s.obs.servers.desired, s.obs.agents.desired = c.Spec.Servers.Replicas, c.Spec.Agents.Replicas
+	s.obs.everReady = c.Status.Version != ""
 
 	if msg := unsupportedSpec(c); msg != "" && c.Status.Version == "" {
 		// Nothing runs yet and nothing could: make no Mesos call at all.

@@ -30,6 +30,10 @@ type observation struct {
 	apiReady   *bool
 	apiMessage string
 
+	// everReady: the cluster has been ready before (status.version is set), so losing
+	// readiness now is Degraded rather than still Provisioning.
+	everReady bool
+
 	endpoint          string
 	kubeconfigWritten bool
 	kubeconfigErr     string
@@ -220,11 +224,11 @@ func phase(ready, reconciling, stalled metav1.Condition, o observation) string {
 	case stalled.Status == metav1.ConditionTrue:
 		return v1alpha1.PhaseFailed
 	case !o.connectionSet || !o.connection.Connected:
-		if o.kubeconfigWritten {
+		if o.everReady {
 			return v1alpha1.PhaseDegraded
 		}
 		return v1alpha1.PhasePending
-	case ready.Status != metav1.ConditionTrue && !o.kubeconfigWritten:
+	case ready.Status != metav1.ConditionTrue && !o.everReady:
 		return v1alpha1.PhaseProvisioning
 	case ready.Status != metav1.ConditionTrue:
 		return v1alpha1.PhaseDegraded

@@ -45,6 +45,10 @@ func TestConditionsFromObservation(t *testing.T) {
 		{"servers healthy, /readyz refuses", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 0}
 			o.kubeconfigWritten, o.apiReady, o.apiMessage = true, &f, "etcd not ready"
+		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady, v1alpha1.PhaseProvisioning},
+		{"was ready, /readyz now refuses", with(subscribed(), func(o *observation) {
+			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 0}
+			o.kubeconfigWritten, o.everReady, o.apiReady, o.apiMessage = true, true, &f, "etcd not ready"
 		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady, v1alpha1.PhaseDegraded},
 		{"ready, agents still coming", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 3, live: 1, running: 1, ready: 1, updated: 1}

@@ -150,7 +150,7 @@ func (p *playground) waitReady(ctx context.Context) error {
 	for {
 		c := &v1alpha1.K3sCluster{}
 		if err := p.api.Client.Get(ctx, p.cluster, c); err == nil {
-			if line := progressLine(c); line != last {
+			if line := progressLine(c); line != last && c.Status.Phase != "" {
 				fmt.Fprintf(p.out, "    [%5.1fs] %s\n", time.Since(start).Seconds(), line)
 				last = line
 			}
@@ -193,19 +193,22 @@ func (p *playground) printNextSteps() {
 The playground is up. In another shell:
 
   export KUBECONFIG=%[1]s
-  kubectl get k3sc -w                                   # watch the cluster (add -o wide for the endpoint)
-  kubectl describe k3sc %[2]s                            # conditions and events
-  kubectl scale k3scluster %[2]s --replicas=3           # agents (simulated: no container runtime here)
+  # watch the cluster (-o wide adds the endpoint); conditions and events:
+  kubectl get k3sc -w
+  kubectl describe k3sc %[2]s
+  # scale the agents (simulated: there is no container runtime here for a kubelet):
+  kubectl scale k3scluster %[2]s --replicas=3
 
   # the admin kubeconfig the operator wrote, used against the real K3s server:
   kubectl get secret %[2]s-kubeconfig -o jsonpath='{.data.value}' | base64 -d > %[3]s
   kubectl --kubeconfig %[3]s get --raw /readyz
   kubectl --kubeconfig %[3]s get namespaces
 
-  curl -s %[4]s/state                             # the Mesos emulator's view
-  curl -s %[4]s/admin                             # its fault injection endpoints
+  # the Mesos emulator's view, and its fault injection endpoints:
+  curl -s %[4]s/state
+  curl -s %[4]s/admin
 
-The K3s server is a real process (sandbox under %[5]s); K3s agents are simulated tasks.
+The K3s server is a real process (sandbox under %[5]s).
 Press Ctrl-C to stop everything.
 `, kc, name, clusterKubeconfig, p.mesos.URL(), filepath.Join(p.o.stateDir, "sandboxes"))
 }

@@ -69,6 +69,9 @@ func Start() (*Env, error) {
 	}
 	cfg, err := e.Start()
 	if err != nil {
+		// envtest leaves etcd and kube-apiserver running when a later step (installing
+		// the CRDs) fails; stop what it started.
+		_ = e.Stop()
 		return nil, fmt.Errorf("starting envtest: %w", err)
 	}
 	env := &Env{Config: cfg, Scheme: scheme, env: e}
