@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"os/exec"
 	"slices"
 	"testing"
 
@@ -61,13 +60,5 @@ func TestKubectlScaleAgents(t *testing.T) {
 // kubectl runs the real kubectl binary against the test API server.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	path, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("kubectl is not on PATH (install the Debian package kubernetes-client): %v", err)
-	}
-	out, err := exec.Command(path, append([]string{"--kubeconfig", env.KubeconfigPath}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %v: %v\n%s", args, err, out)
-	}
-	return string(out)
+	return env.Kubectl(t, args...)
 }

@@ -1,8 +1,6 @@
 package controllers_test
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,14 +14,5 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(testLogger("controller-runtime"))
-	var err error
-	if env, err = testenv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if err := env.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-	}
-	os.Exit(code)
+	testenv.Main(m, &env)
 }

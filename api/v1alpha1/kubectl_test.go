@@ -2,7 +2,6 @@ package v1alpha1_test
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -17,15 +16,7 @@ import (
 // kubectl runs the real kubectl binary against the test API server.
 func kubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	path, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Fatalf("kubectl is not on PATH (install the Debian package kubernetes-client): %v", err)
-	}
-	out, err := exec.Command(path, append([]string{"--kubeconfig", env.KubeconfigPath}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return env.Kubectl(t, args...)
 }
 
 func ensureNamespace(t *testing.T, name string) {
@@ -40,17 +31,13 @@ func ensureNamespace(t *testing.T, name string) {
 func TestKubectlScaleChangesAgents(t *testing.T) {
 	ctx := context.Background()
 	ensureNamespace(t, "scale")
-	obj := newCluster(t, "scaled", `{}`)
-	obj.SetNamespace("scale")
-	if err := env.Client.Create(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+	created := createCluster(t, "scale", "scaled", `{}`)
+	key := client.ObjectKeyFromObject(created)
 
 	kubectl(t, "-n", "scale", "scale", "k3scluster", "scaled", "--replicas=5")
 
 	var c v1alpha1.K3sCluster
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
+	if err := env.Client.Get(ctx, key, &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Spec.Agents.Replicas != 5 {
@@ -62,7 +49,7 @@ func TestKubectlScaleChangesAgents(t *testing.T) {
 
 	// Scaling to zero agents is allowed (a server-only cluster); a negative count is not.
 	kubectl(t, "-n", "scale", "scale", "k3sc", "scaled", "--replicas=0")
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
+	if err := env.Client.Get(ctx, key, &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Spec.Agents.Replicas != 0 {
@@ -85,17 +72,7 @@ func TestKubectlScaleChangesAgents(t *testing.T) {
 func TestKubectlGetPrintsColumns(t *testing.T) {
 	ctx := context.Background()
 	ensureNamespace(t, "columns")
-	obj := newCluster(t, "printed", `{agents: {replicas: 3}}`)
-	obj.SetNamespace("columns")
-	if err := env.Client.Create(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
-
-	var c v1alpha1.K3sCluster
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
-		t.Fatal(err)
-	}
+	c := createCluster(t, "columns", "printed", `{agents: {replicas: 3}}`)
 	c.Status.Phase = v1alpha1.PhaseRunning
 	c.Status.Endpoint = "https://10.0.0.7:31001"
 	c.Status.Servers = v1alpha1.RoleStatus{Replicas: 1, ReadyReplicas: 1, UpdatedReplicas: 1}
@@ -104,7 +81,7 @@ func TestKubectlGetPrintsColumns(t *testing.T) {
 		Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady,
 		Message: "ready", LastTransitionTime: metav1.Now(),
 	}}
-	if err := env.Client.Status().Update(ctx, &c); err != nil {
+	if err := env.Client.Status().Update(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 

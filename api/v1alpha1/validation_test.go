@@ -32,6 +32,24 @@ func newCluster(t *testing.T, name, specYAML string) *unstructured.Unstructured 
 	return u
 }
 
+// createCluster creates a K3sCluster from a YAML spec fragment in namespace ns, deletes it
+// when the test ends, and returns it as the API server stored it (defaults applied).
+func createCluster(t *testing.T, ns, name, specYAML string) *v1alpha1.K3sCluster {
+	t.Helper()
+	ctx := context.Background()
+	obj := newCluster(t, name, specYAML)
+	obj.SetNamespace(ns)
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+	var c v1alpha1.K3sCluster
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
 // TestValidationRejectsBadSpecs sends each bad input to the real API server and checks
 // that it is refused with a message naming the offending field.
 func TestValidationRejectsBadSpecs(t *testing.T) {
@@ -131,17 +149,7 @@ func TestDatastoreTypeIsImmutable(t *testing.T) {
 // TestDefaultsGiveAWorkingSingleServerCluster checks what the API server fills into an
 // empty spec.
 func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
-	ctx := context.Background()
-	obj := newCluster(t, "defaults", `{}`)
-	if err := env.Client.Create(ctx, obj); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
-
-	var c v1alpha1.K3sCluster
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
-		t.Fatal(err)
-	}
+	c := createCluster(t, "default", "defaults", `{}`)
 	s := c.Spec
 	checks := []struct {
 		field     string

@@ -8,8 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"testing"
 
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -109,4 +112,34 @@ func (e *Env) Stop() error {
 		_ = os.RemoveAll(e.dir)
 	}
 	return e.env.Stop()
+}
+
+// Main is a package's TestMain: it starts the API server into *env, runs the tests, stops
+// the server and exits with the tests' code.
+func Main(m *testing.M, env **Env) {
+	var err error
+	if *env, err = Start(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := (*env).Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+	}
+	os.Exit(code)
+}
+
+// Kubectl runs the real kubectl binary against the API server and returns its output,
+// failing the test when it fails.
+func (e *Env) Kubectl(t testing.TB, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is not on PATH (install the Debian package kubernetes-client): %v", err)
+	}
+	out, err := exec.Command(path, append([]string{"--kubeconfig", e.KubeconfigPath}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }

@@ -121,12 +121,7 @@ func (s *Server) updateFrameworkLocked(fw *framework, u *scheduler.Call_UpdateFr
 	if info.GetPrincipal() != fw.info.GetPrincipal() {
 		return http.StatusBadRequest, "Changing framework's principal is not allowed", nil
 	}
-	multiRole := false
-	for _, c := range info.Capabilities {
-		if c.Type == mesos.FrameworkInfo_Capability_MULTI_ROLE {
-			multiRole = true
-		}
-	}
+	multiRole := infoHasCapability(info, mesos.FrameworkInfo_Capability_MULTI_ROLE)
 	roles := frameworkRoles(info, multiRole)
 	for _, r := range u.SuppressedRoles {
 		if !containsString(roles, r) {

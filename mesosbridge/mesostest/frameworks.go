@@ -41,12 +41,7 @@ type framework struct {
 }
 
 func (fw *framework) hasCapability(c mesos.FrameworkInfo_Capability_Type) bool {
-	for _, cap := range fw.info.Capabilities {
-		if cap.Type == c {
-			return true
-		}
-	}
-	return false
+	return infoHasCapability(&fw.info, c)
 }
 
 // send queues an event on the framework's stream; events for a
@@ -83,13 +78,7 @@ func validateRole(role string) error {
 // validateFrameworkInfo mirrors validation::framework::validate plus the
 // master's own checks in validateFramework.
 func (s *Server) validateFrameworkInfoLocked(info *mesos.FrameworkInfo) error {
-	multiRole := false
-	for _, c := range info.Capabilities {
-		if c.Type == mesos.FrameworkInfo_Capability_MULTI_ROLE {
-			multiRole = true
-		}
-	}
-	if multiRole {
+	if infoHasCapability(info, mesos.FrameworkInfo_Capability_MULTI_ROLE) {
 		if info.Role != nil {
 			return fmt.Errorf("'FrameworkInfo.role' must not be set when the framework is MULTI_ROLE capable")
 		}
@@ -157,12 +146,7 @@ func (s *Server) subscribeLocked(sub *scheduler.Call_Subscribe, principal string
 	if err := s.validateFrameworkInfoLocked(info); err != nil {
 		return refuse(err.Error())
 	}
-	multiRole := false
-	for _, c := range info.Capabilities {
-		if c.Type == mesos.FrameworkInfo_Capability_MULTI_ROLE {
-			multiRole = true
-		}
-	}
+	multiRole := infoHasCapability(info, mesos.FrameworkInfo_Capability_MULTI_ROLE)
 	roles := frameworkRoles(info, multiRole)
 	for _, r := range sub.SuppressedRoles {
 		if !containsString(roles, r) {
@@ -333,4 +317,14 @@ func sortedTasks(m map[string]*task) []*task {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out
+}
+
+// infoHasCapability reports whether a FrameworkInfo declares a capability.
+func infoHasCapability(info *mesos.FrameworkInfo, c mesos.FrameworkInfo_Capability_Type) bool {
+	for _, have := range info.Capabilities {
+		if have.Type == c {
+			return true
+		}
+	}
+	return false
 }
