@@ -124,6 +124,12 @@ func TestDeleteLeavesNothing(t *testing.T) {
 			t.Fatalf("framework %s still registered with %d tasks", f.ID, len(f.Tasks))
 		}
 	}
+	// The server's persistent volume and its disk reservation were released too.
+	for _, a := range h.mesos.State().Slaves {
+		if r := a.ReservedResourcesFull["mesosk3s"]; len(r) != 0 {
+			t.Fatalf("agent %s keeps the cluster's reservations: %+v", a.Hostname, r)
+		}
+	}
 	for _, name := range []string{"gone-kubeconfig", "gone-ca", "gone-token"} {
 		err := h.c.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: name}, &corev1.Secret{})
 		if !apierrors.IsNotFound(err) {

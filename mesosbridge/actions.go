@@ -25,6 +25,9 @@ func (c *cluster) act(ctx context.Context, cl *caller, teardownTimer *time.Timer
 func (c *cluster) applyOfferInterest(ctx context.Context, cl *caller) error {
 	c.mu.Lock()
 	pending := len(c.pendingLocked())
+	if c.releasingLocked() {
+		pending = 1 // the release step needs offers to carry the reservations back
+	}
 	interest := nextOfferInterest(pending, c.sub.suppressed)
 	if !c.sub.interestSent {
 		// A new subscription: REVIVE clears decline filters left by the previous one,

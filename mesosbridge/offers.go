@@ -18,6 +18,10 @@ import (
 func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.Offer, received time.Time) error {
 	c.metrics.offersReceived.Add(float64(len(offers)))
 	c.mu.Lock()
+	if c.releasingLocked() {
+		c.mu.Unlock()
+		return c.releaseReservations(ctx, cl, offers)
+	}
 	for _, o := range offers {
 		c.agentAttrs[o.AgentID.Value] = attributeMap(o.Attributes)
 	}

@@ -34,6 +34,10 @@ type Options struct {
 	// KillWait bounds how long Teardown waits for killed tasks to become terminal before
 	// it sends TEARDOWN anyway (default 30s).
 	KillWait time.Duration
+	// ReleaseWait bounds how long Teardown waits, once the tasks are gone, for offers that
+	// carry the cluster's persistent volumes and reservations so it can free them before
+	// TEARDOWN (default 15s).
+	ReleaseWait time.Duration
 	// MaxRedirects bounds the leader redirects (307) followed in one attempt (default 4).
 	MaxRedirects int
 }
@@ -68,6 +72,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.KillWait <= 0 {
 		o.KillWait = 30 * time.Second
+	}
+	if o.ReleaseWait <= 0 {
+		o.ReleaseWait = 15 * time.Second
 	}
 	if o.MaxRedirects <= 0 {
 		o.MaxRedirects = 4

@@ -198,3 +198,38 @@ func settledGoroutines(target int) int {
 	}
 	return n
 }
+
+// TestTeardownReleasesVolumesAndReservations: a server's persistent volume and the disk
+// reserved for it are destroyed and unreserved before TEARDOWN, so deleting a cluster
+// leaves nothing of it on the agents.
+func TestTeardownReleasesVolumesAndReservations(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t)
+	server := smallServer(0)
+	server.Volume = &VolumeRequest{SizeMiB: 256, ContainerPath: "k3s-data"}
+	cfg := clusterConfig("volumes", s.URL())
+	c := newController(t, b, cfg, server)
+	c.until("server running on its volume", allRunning("server-0"))
+	reservedDisk := func() float64 {
+		total := 0.0
+		for _, a := range s.State().Slaves {
+			total += a.ReservedResources[cfg.Role].Disk
+		}
+		return total
+	}
+	if got := reservedDisk(); got != 256 {
+		t.Fatalf("reserved disk before teardown = %v, want 256", got)
+	}
+	teardownUntilDone(t, b, c.cfg)
+	if got := reservedDisk(); got != 0 {
+		t.Fatalf("reserved disk after teardown = %v, want 0", got)
+	}
+	for _, a := range s.State().Slaves {
+		if len(a.ReservedResourcesFull[cfg.Role]) != 0 {
+			t.Fatalf("agent %s keeps %+v", a.Hostname, a.ReservedResourcesFull[cfg.Role])
+		}
+	}
+	if fw := s.State().Frameworks; len(fw) != 0 {
+		t.Fatalf("frameworks left: %+v", fw)
+	}
+}

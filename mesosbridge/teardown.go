@@ -15,7 +15,11 @@ type teardownState struct {
 	requested bool
 	// killDeadline is when the wait for killed tasks ends; zero until the kills went out.
 	killDeadline time.Time
-	done         bool
+	// releaseDeadline bounds the release of the cluster's reservations (see release.go);
+	// zero until every task is terminal. released: an offer round showed none left.
+	releaseDeadline time.Time
+	released        bool
+	done            bool
 }
 
 // requestTeardown starts the teardown (idempotent) and reports whether it is done, or
@@ -100,9 +104,25 @@ func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.T
 		c.mu.Lock()
 	}
 	remaining, deadline := len(c.live), c.teardown.killDeadline
+	if remaining == 0 && c.teardown.releaseDeadline.IsZero() {
+		// Every task is gone: free the volumes and reservations before TEARDOWN. Offers
+		// come back through the REVIVE that releasingLocked makes applyOfferInterest send.
+		c.teardown.releaseDeadline = now.Add(c.opts.ReleaseWait)
+		timer.Reset(c.opts.ReleaseWait)
+		c.mu.Unlock()
+		c.poke()
+		return nil
+	}
+	releasing, releaseDeadline := c.releasingLocked(), c.teardown.releaseDeadline
 	c.mu.Unlock()
 	if remaining > 0 && now.Before(deadline) {
 		return nil
+	}
+	if releasing && now.Before(releaseDeadline) {
+		return nil
+	}
+	if releasing {
+		c.log.Info("reservations not all seen released within the release wait; tearing down anyway", "releaseWait", c.opts.ReleaseWait.String())
 	}
 	if remaining > 0 {
 		c.log.Info("tasks not terminal after the kill wait; tearing down anyway", "tasks", remaining, "killWait", c.opts.KillWait.String())
