@@ -90,7 +90,7 @@ deploy: manifests ## Deploy the operator with image IMG to the cluster in the cu
 	hack/deploy.sh apply "$(IMG)"
 
 .PHONY: undeploy
-undeploy: ## Remove the operator from the cluster.
+undeploy: ## Remove the operator (not the CRD: K3sClusters and their Mesos tasks stay).
 	hack/deploy.sh delete "$(IMG)"
 
 $(CONTROLLER_GEN):
