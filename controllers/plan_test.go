@@ -202,3 +202,28 @@ func TestServerWithUnknownPortIsRelaunched(t *testing.T) {
 		})
 	}
 }
+
+func TestUnsupportedSpecIsNamed(t *testing.T) {
+	cases := []struct {
+		name   string
+		mutate func(*v1alpha1.K3sCluster)
+		want   string
+	}{
+		{"supported", func(*v1alpha1.K3sCluster) {}, ""},
+		{"new cluster at any version", func(c *v1alpha1.K3sCluster) { c.Spec.Version = "v1.32.0+k3s1" }, ""},
+		{"version change of a running cluster", func(c *v1alpha1.K3sCluster) {
+			c.Status.Version = "v1.31.4+k3s1"
+			c.Spec.Version = "v1.32.0+k3s1"
+		}, "changing the K3s version (v1.31.4+k3s1 to v1.32.0+k3s1) is not supported yet"},
+		{"MySQL on Mesos", func(c *v1alpha1.K3sCluster) { c.Spec.Datastore.Type = v1alpha1.DatastoreMySQL }, "datastore MySQL run as Mesos tasks is not supported yet"},
+		{"etcd on Mesos", func(c *v1alpha1.K3sCluster) { c.Spec.Datastore.Type = v1alpha1.DatastoreEtcd }, "datastore Etcd run as Mesos tasks is not supported yet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := unsupportedSpec(testCluster(tc.mutate))
+			if (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
