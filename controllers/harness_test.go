@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +52,8 @@ type harness struct {
 	stopOp   func()
 	opCount  int
 	opMaster string
+	// metrics is the running operator's bridge registry.
+	metrics *prometheus.Registry
 }
 
 // agents returns n emulated Mesos agents. Their host names are loopback addresses, so the
@@ -107,7 +110,9 @@ func (h *harness) startOperator() {
 	if h.stopOp != nil {
 		h.t.Fatal("operator already running")
 	}
+	h.metrics = prometheus.NewRegistry()
 	bridge, err := mesosbridge.New(mesosbridge.Options{
+		Metrics:          h.metrics,
 		Logger:           testLogger("bridge"),
 		HTTPTimeout:      2 * time.Second,
 		ReconnectBackoff: mesosbridge.Backoff{Initial: 20 * time.Millisecond, Max: 300 * time.Millisecond},
@@ -274,4 +279,20 @@ func (h *harness) liveTasks(cluster string) map[string][]mesostest.StateTask {
 		}
 	}
 	return out
+}
+
+// offerRoundsWithLaunches is how many OFFERS events the bridge answered with launches so
+// far (the sample count of its event-to-ACCEPT histogram).
+func (h *harness) offerRoundsWithLaunches() uint64 {
+	h.t.Helper()
+	families, err := h.metrics.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "mesosk3s_bridge_offer_decision_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
 }

@@ -16,6 +16,7 @@ func TestKubectlScaleAgents(t *testing.T) {
 	h.apply("scaled", `{}`)
 	h.waitCondition("scaled", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
 
+	roundsBefore := h.offerRoundsWithLaunches()
 	kubectl(t, "-n", h.ns, "scale", "k3scluster", "scaled", "--replicas=5")
 	h.eventually(waitDeploy, "five agents ready", func() bool {
 		c := h.get("scaled")
@@ -27,18 +28,10 @@ func TestKubectlScaleAgents(t *testing.T) {
 			t.Fatalf("want one %s, got %v", name, h.mesosTasks())
 		}
 	}
-	// The four new agents came from one offer round: their launches are within one
-	// allocation interval of each other, not spread over several rounds.
-	var first, last float64
-	for _, name := range []string{"agent-1", "agent-2", "agent-3", "agent-4"} {
-		ts := firstStatusTime(live[name][0], func(statusView) bool { return true })
-		if first == 0 || ts < first {
-			first = ts
-		}
-		last = max(last, ts)
-	}
-	if last-first > 0.015 {
-		t.Errorf("new agents launched %.3fs apart: more than one offer round (allocation interval 20ms)", last-first)
+	// The four new agents came from one offer round: the bridge answered exactly one
+	// more OFFERS event with launches.
+	if rounds := h.offerRoundsWithLaunches() - roundsBefore; rounds != 1 {
+		t.Errorf("the scale-up took %d offer rounds, want 1", rounds)
 	}
 
 	kubectl(t, "-n", h.ns, "scale", "k3sc", "scaled", "--replicas=2")
