@@ -128,15 +128,7 @@ func (s *Server) updateFrameworkLocked(fw *framework, u *scheduler.Call_UpdateFr
 			return http.StatusBadRequest, fmt.Sprintf("Suppressed role '%s' is not contained in the list of roles", r), nil
 		}
 	}
-	fw.info = *info
-	fw.roles = roles
-	fw.multiRole = multiRole
-	fw.partitionAware = fw.hasCapability(mesos.FrameworkInfo_Capability_PARTITION_AWARE)
-	fw.killingState = fw.hasCapability(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE)
-	fw.suppressed = map[string]bool{}
-	for _, r := range u.SuppressedRoles {
-		fw.suppressed[r] = true
-	}
+	fw.applyInfo(info, roles, multiRole, u.SuppressedRoles)
 	// Offers for roles the framework dropped are rescinded.
 	for _, o := range fw.offers {
 		if !containsString(roles, o.role) {

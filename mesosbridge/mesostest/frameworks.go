@@ -194,15 +194,7 @@ func (s *Server) subscribeLocked(sub *scheduler.Call_Subscribe, principal string
 		s.removeFrameworkOffersLocked(fw, false)
 		s.log.Info("framework resubscribed", "frameworkID", fw.id, "name", info.Name, "roles", roles)
 	}
-	fw.info = *info
-	fw.roles = roles
-	fw.multiRole = multiRole
-	fw.partitionAware = fw.hasCapability(mesos.FrameworkInfo_Capability_PARTITION_AWARE)
-	fw.killingState = fw.hasCapability(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE)
-	fw.suppressed = map[string]bool{}
-	for _, r := range sub.SuppressedRoles {
-		fw.suppressed[r] = true
-	}
+	fw.applyInfo(info, roles, multiRole, sub.SuppressedRoles)
 	fw.stream = st
 
 	interval := s.opts.HeartbeatInterval.Seconds()
@@ -327,4 +319,18 @@ func infoHasCapability(info *mesos.FrameworkInfo, c mesos.FrameworkInfo_Capabili
 		}
 	}
 	return false
+}
+
+// applyInfo takes a (re)subscription's or UPDATE_FRAMEWORK's FrameworkInfo, with the
+// roles derived from it and the roles whose offers are suppressed.
+func (fw *framework) applyInfo(info *mesos.FrameworkInfo, roles []string, multiRole bool, suppressedRoles []string) {
+	fw.info = *info
+	fw.roles = roles
+	fw.multiRole = multiRole
+	fw.partitionAware = fw.hasCapability(mesos.FrameworkInfo_Capability_PARTITION_AWARE)
+	fw.killingState = fw.hasCapability(mesos.FrameworkInfo_Capability_TASK_KILLING_STATE)
+	fw.suppressed = map[string]bool{}
+	for _, r := range suppressedRoles {
+		fw.suppressed[r] = true
+	}
 }

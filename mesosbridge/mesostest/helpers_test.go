@@ -226,27 +226,35 @@ func readFrame(r framing.Reader) ([]byte, error) {
 // never loses another.
 func (c *rawClient) next(timeout time.Duration, match func(*scheduler.Event) bool) *scheduler.Event {
 	c.t.Helper()
-	for i, ev := range c.backlog {
+	return nextEvent(c.t, c.events, &c.backlog, timeout, match)
+}
+
+// nextEvent returns the first event that matches, from the backlog of events an earlier
+// wait skipped or from the stream; what does not match (heartbeats aside) goes to the
+// backlog, so waiting for one kind of event never loses another.
+func nextEvent(t testing.TB, events <-chan *scheduler.Event, backlog *[]*scheduler.Event, timeout time.Duration, match func(*scheduler.Event) bool) *scheduler.Event {
+	t.Helper()
+	for i, ev := range *backlog {
 		if match(ev) {
-			c.backlog = append(c.backlog[:i:i], c.backlog[i+1:]...)
+			*backlog = append((*backlog)[:i:i], (*backlog)[i+1:]...)
 			return ev
 		}
 	}
 	deadline := time.After(timeout)
 	for {
 		select {
-		case ev, ok := <-c.events:
+		case ev, ok := <-events:
 			if !ok {
-				c.t.Fatalf("event stream closed while waiting")
+				t.Fatalf("event stream closed while waiting")
 			}
 			if match(ev) {
 				return ev
 			}
 			if ev.Type != scheduler.Event_HEARTBEAT {
-				c.backlog = append(c.backlog, ev)
+				*backlog = append(*backlog, ev)
 			}
 		case <-deadline:
-			c.t.Fatalf("timed out waiting for event")
+			t.Fatalf("timed out waiting for event")
 		}
 	}
 }

@@ -113,29 +113,7 @@ func (g *goScheduler) mustCall(c *scheduler.Call) {
 
 func (g *goScheduler) next(timeout time.Duration, match func(*scheduler.Event) bool) *scheduler.Event {
 	g.t.Helper()
-	for i, ev := range g.backlog {
-		if match(ev) {
-			g.backlog = append(g.backlog[:i:i], g.backlog[i+1:]...)
-			return ev
-		}
-	}
-	deadline := time.After(timeout)
-	for {
-		select {
-		case ev, ok := <-g.events:
-			if !ok {
-				g.t.Fatal("event stream ended while waiting")
-			}
-			if match(ev) {
-				return ev
-			}
-			if ev.Type != scheduler.Event_HEARTBEAT {
-				g.backlog = append(g.backlog, ev)
-			}
-		case <-deadline:
-			g.t.Fatal("timed out waiting for event")
-		}
-	}
+	return nextEvent(g.t, g.events, &g.backlog, timeout, match)
 }
 
 // update waits for the next update of a task matching cond and
