@@ -85,9 +85,9 @@ func TestRestartResubscribesAndAdoptsRunningTasks(t *testing.T) {
 			if !tc.withKnown {
 				c.known = nil
 			}
-			after := c.until("adopted", allRunning("server-0", "agent-0", "agent-1"))
+			c.until("adopted", allRunning("server-0", "agent-0", "agent-1"))
 			settleOfferRounds()
-			after = c.reconcile()
+			after := c.reconcile()
 			assertSameTasks(t, s, before, after)
 			if got := second.metric("mesosk3s_bridge_task_launches_total"); got != 0 {
 				t.Errorf("restarted bridge launched %v tasks", got)

@@ -537,7 +537,3 @@ type K3sClusterList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []K3sCluster `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&K3sCluster{}, &K3sClusterList{})
-}

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -356,18 +354,6 @@ func stateTask(s *Server, taskID string) *StateTask {
 }
 
 var bothMedia = []string{mediaJSON, mediaProtobuf}
-
-// safeBuffer is a goroutine-safe log sink for tests.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
 
 // declinePendingOffers declines every offer that arrives within a short
 // quiet period (offers already in flight when suppressing).

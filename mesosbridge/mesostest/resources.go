@@ -147,17 +147,6 @@ func contains(have, want mesos.Resources) bool {
 	return true
 }
 
-// roleOfAllocation returns the AllocationInfo role shared by rs ("" when
-// they carry none).
-func roleOfAllocation(rs mesos.Resources) string {
-	for i := range rs {
-		if rs[i].AllocationInfo != nil {
-			return rs[i].AllocationInfo.GetRole()
-		}
-	}
-	return ""
-}
-
 // stripAllocation removes AllocationInfo for frameworks that are not
 // MULTI_ROLE capable: the master downgrades offers for them.
 func stripAllocation(rs []mesos.Resource) []mesos.Resource {
