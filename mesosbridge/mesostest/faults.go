@@ -88,15 +88,10 @@ func (s *Server) LoseAgent(hostname string) error {
 			continue
 		}
 		fw := t.fw
-		state := s.lostState(fw, mesos.TASK_UNREACHABLE)
-		reason := mesos.REASON_AGENT_REMOVED
-		src := mesos.SOURCE_MASTER
-		now := float64(time.Now().UnixNano()) / 1e9
-		status := mesos.TaskStatus{
-			TaskID: mesos.TaskID{Value: t.id}, State: &state, Source: &src, Reason: &reason,
-			Message: stringPtr(message), AgentID: &mesos.AgentID{Value: a.id},
-			ExecutorID: &mesos.ExecutorID{Value: t.executorID}, Timestamp: &now, UnreachableTime: unreachableTime,
-		}
+		status := s.masterStatus(fw, mesos.TaskID{Value: t.id}, mesos.TASK_UNREACHABLE, mesos.REASON_AGENT_REMOVED, message)
+		status.AgentID = &mesos.AgentID{Value: a.id}
+		status.ExecutorID = &mesos.ExecutorID{Value: t.executorID}
+		status.UnreachableTime = unreachableTime
 		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
 		delete(fw.tasks, t.id)
 		if fw.partitionAware {

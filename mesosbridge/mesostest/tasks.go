@@ -466,19 +466,9 @@ func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
 				}
 			}
 		}
-		state = s.lostState(fw, state)
-		src := mesos.SOURCE_MASTER
-		now := float64(time.Now().UnixNano()) / 1e9
-		st := mesos.TaskStatus{
-			TaskID:          rt.TaskID,
-			State:           &state,
-			Source:          &src,
-			Reason:          &reason,
-			Message:         stringPtr(msg),
-			AgentID:         rt.AgentID,
-			Timestamp:       &now,
-			UnreachableTime: unreachableTime,
-		}
+		st := s.masterStatus(fw, rt.TaskID, state, reason, msg)
+		st.AgentID = rt.AgentID
+		st.UnreachableTime = unreachableTime
 		send(st)
 	}
 }
@@ -496,20 +486,22 @@ func (s *Server) lostState(fw *framework, state mesos.TaskState) mesos.TaskState
 	return state
 }
 
-// masterUpdateLocked sends an update the master generates itself (no UUID,
-// no acknowledgement): TASK_ERROR/TASK_DROPPED for invalid launches.
-func (s *Server) masterUpdateLocked(fw *framework, info *mesos.TaskInfo, agentID string, state mesos.TaskState, reason mesos.TaskStatus_Reason, message string) {
+// masterStatus is a status update the master generates itself (source MASTER, no UUID),
+// in the states the framework understands (see lostState).
+func (s *Server) masterStatus(fw *framework, taskID mesos.TaskID, state mesos.TaskState, reason mesos.TaskStatus_Reason, message string) mesos.TaskStatus {
 	state = s.lostState(fw, state)
 	src := mesos.SOURCE_MASTER
 	now := float64(time.Now().UnixNano()) / 1e9
-	status := mesos.TaskStatus{
-		TaskID:    info.TaskID,
-		State:     &state,
-		Source:    &src,
-		Reason:    &reason,
-		Message:   stringPtr(message),
-		Timestamp: &now,
+	return mesos.TaskStatus{
+		TaskID: taskID, State: &state, Source: &src, Reason: &reason,
+		Message: stringPtr(message), Timestamp: &now,
 	}
+}
+
+// masterUpdateLocked sends an update the master generates itself (no UUID,
+// no acknowledgement): TASK_ERROR/TASK_DROPPED for invalid launches.
+func (s *Server) masterUpdateLocked(fw *framework, info *mesos.TaskInfo, agentID string, state mesos.TaskState, reason mesos.TaskStatus_Reason, message string) {
+	status := s.masterStatus(fw, info.TaskID, state, reason, message)
 	if agentID != "" {
 		status.AgentID = &mesos.AgentID{Value: agentID}
 	}
