@@ -28,7 +28,7 @@ import (
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
 	"github.com/mesosk3s/mesosk3s/controllers"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 const (

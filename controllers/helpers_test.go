@@ -7,7 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 func metaCondition(c *v1alpha1.K3sCluster, typ string) *metav1.Condition {

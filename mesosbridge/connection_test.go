@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 func TestEndpointAndRedirectTarget(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 // Scenario tests run the bridge against the Mesos master emulator over real HTTP, with

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 // The framework ID reaches the controller before anything is launched, and nothing is

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 // teardownUntilDone calls Teardown as the controller's delete path does, until done.

@@ -19,7 +19,7 @@ import (
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
 	"github.com/mesosk3s/mesosk3s/hack/testenv"
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 // Agent attributes the playground sample's constraints use: the K3s server goes to the

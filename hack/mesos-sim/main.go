@@ -1,5 +1,5 @@
 // Command mesos-sim runs the Mesos master emulator of package
-// mesosbridge/mesostest as a standalone process, for the local playground
+// mesostest as a standalone process, for the local playground
 // and for poking at schedulers by hand:
 //
 //	go run ./hack/mesos-sim --agents 3
@@ -25,7 +25,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 type config struct {

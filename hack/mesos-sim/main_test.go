@@ -4,7 +4,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/mesosk3s/mesosk3s/mesosbridge/mesostest"
+	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
 func TestPortSliceGivesDisjointRanges(t *testing.T) {
