@@ -12,7 +12,7 @@ func taskReady(t mesosbridge.ObservedTask, ok bool) bool {
 	if !ok || t.State != mesosbridge.TaskRunning {
 		return false
 	}
-	if t.Role == mesosbridge.RoleServer {
+	if t.Role == roleServer {
 		return t.Healthy != nil && *t.Healthy
 	}
 	return t.Healthy == nil || *t.Healthy
@@ -42,7 +42,7 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 		obs, ok := observed[t.Name]
 		if taskLive(obs, ok) {
 			out = append(out, t)
-			if t.Role == mesosbridge.RoleServer {
+			if t.Role == roleServer {
 				prevServersReady = prevServersReady && taskReady(obs, ok)
 			}
 			continue
@@ -50,16 +50,16 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 		switch {
 		case inBackoff(t.Name):
 			wait(fmt.Sprintf("%s is waiting out its relaunch back-off", t.Name))
-		case t.Role == mesosbridge.RoleServer && !prevServersReady:
+		case t.Role == roleServer && !prevServersReady:
 			wait(fmt.Sprintf("%s waits until the servers before it are ready", t.Name))
-		case t.Role == mesosbridge.RoleServer && t.Index > 0 && serversJoinFirst && serverURL == "":
+		case t.Role == roleServer && t.Index > 0 && serversJoinFirst && serverURL == "":
 			wait(fmt.Sprintf("%s waits for server-0's address", t.Name))
-		case t.Role == mesosbridge.RoleAgent && (!firstServerReady(observed) || serverURL == ""):
+		case t.Role == roleAgent && (!firstServerReady(observed) || serverURL == ""):
 			wait("agents wait until server-0 is ready")
 		default:
 			out = append(out, t)
 		}
-		if t.Role == mesosbridge.RoleServer {
+		if t.Role == roleServer {
 			prevServersReady = false
 		}
 	}
@@ -67,6 +67,6 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 }
 
 func firstServerReady(observed map[string]mesosbridge.ObservedTask) bool {
-	t, ok := observed["server-0"]
+	t, ok := observed[firstServer]
 	return taskReady(t, ok)
 }

@@ -27,6 +27,8 @@ func (r *K3sClusterReconciler) frameworkConfig(ctx context.Context, c *v1alpha1.
 		ClusterNamespace: c.Namespace,
 		ClusterName:      c.Name,
 		ClusterUID:       string(c.UID),
+		Name:             frameworkName(c),
+		User:             frameworkUser,
 		Role:             m.Role,
 		FailoverTimeout:  defaultFailoverTimeout,
 		FrameworkID:      c.Status.FrameworkID,

@@ -8,14 +8,27 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
-// Launch plan order: the datastore first, then the first server, the other servers, and
-// the agents last. The bridge never lets a later step overtake an earlier one within an
-// offer round; gate() decides which steps may start at all.
+// The roles of a cluster's tasks; a task's name is <role>-<index> (mesosbridge.TaskName).
 const (
-	orderDatastore   = 0
+	roleServer mesosbridge.TaskRole = "server"
+	roleAgent  mesosbridge.TaskRole = "agent"
+)
+
+// taskName is the name of a role's index-th task.
+func taskName(role mesosbridge.TaskRole, index int) string { return mesosbridge.TaskName(role, index) }
+
+// firstServer starts the cluster: its address is the cluster's while no endpoint override
+// is set, and every other task waits for it.
+var firstServer = taskName(roleServer, 0)
+
+// Launch plan order: the first server, the other servers, and the agents last. The bridge
+// never lets a later step overtake an earlier one within an offer round; gate() decides
+// which steps may start at all.
+const (
 	orderFirstServer = 100
 	orderServers     = 200
 	orderAgents      = 300
@@ -24,16 +37,28 @@ const (
 // k3sReleaseURL is where runtime Binary fetches K3s from when spec.binaryURL is unset.
 const k3sReleaseURL = "https://github.com/k3s-io/k3s/releases/download/%s/k3s"
 
-// serverDataVolume is where a server's persistent volume is mounted, relative to the sandbox.
-const serverDataVolume = "k3s-data"
+// Where K3s lives in a task: a server's persistent volume, relative to the sandbox, and
+// the file name of a fetched binary.
+const (
+	serverDataVolume = "k3s-data"
+	fetchedBinary    = "k3s"
+)
+
+// frameworkUser runs the tasks: K3s mounts, manages cgroups and iptables, so it needs
+// root, and Docker tasks are privileged anyway.
+const frameworkUser = "root"
+
+// frameworkName is the cluster's framework in Mesos: k3s:<namespace>/<name>.
+func frameworkName(c *v1alpha1.K3sCluster) string { return "k3s:" + c.Namespace + "/" + c.Name }
 
 // planInputs is everything the desired tasks depend on besides the spec.
 type planInputs struct {
-	// serverSecrets are the Mesos secrets every server receives: the CAs, the service-account
-	// key, the join token and (External datastore) the datastore endpoint.
-	serverSecrets map[string][]byte
-	// agentSecrets are the agents' secrets: the join token.
-	agentSecrets map[string][]byte
+	// token is the cluster's join token; pki its CAs, written into every server's data
+	// directory before K3s first starts.
+	token string
+	pki   *k3s.ServerPKI
+	// datastoreEndpoint is the External datastore's endpoint, which may hold a password.
+	datastoreEndpoint []byte
 	// serverURL is where agents and joining servers register: the endpoint override, or
 	// server-0's host and API port once it has them; empty before.
 	serverURL string
@@ -42,82 +67,110 @@ type planInputs struct {
 }
 
 // desiredTasks is the whole desired state of a cluster as a pure function of its spec:
-// every task, in plan order, whether or not it may be launched yet (see gate).
-func desiredTasks(c *v1alpha1.K3sCluster, in planInputs) []mesosbridge.TaskSpec {
+// every task, in plan order, whether or not it may be launched yet (see gate). An error
+// names a spec the operator cannot render into a task.
+func desiredTasks(c *v1alpha1.K3sCluster, in planInputs) ([]mesosbridge.TaskSpec, error) {
 	s := c.Spec
 	tasks := make([]mesosbridge.TaskSpec, 0, int(s.Servers.Replicas+s.Agents.Replicas))
 	for i := 0; i < int(s.Servers.Replicas); i++ {
-		tasks = append(tasks, serverTask(c, i, in))
+		t, err := serverTask(c, i, in)
+		if err != nil {
+			return nil, fmt.Errorf("spec.servers: %w", err)
+		}
+		tasks = append(tasks, t)
 	}
 	for i := 0; i < int(s.Agents.Replicas); i++ {
-		tasks = append(tasks, agentTask(c, i, in))
+		t, err := agentTask(c, i, in)
+		if err != nil {
+			return nil, fmt.Errorf("spec.agents: %w", err)
+		}
+		tasks = append(tasks, t)
 	}
-	return tasks
+	return tasks, nil
 }
 
-// baseTask holds what every K3s task of the cluster shares.
+// baseTask holds what every K3s task of the cluster shares on Mesos: placement, resources,
+// the container or the fetched binary.
 func baseTask(c *v1alpha1.K3sCluster, role mesosbridge.TaskRole, index int, res v1alpha1.TaskResources, pool v1alpha1.NodePoolSpec) mesosbridge.TaskSpec {
 	s := c.Spec
 	t := mesosbridge.TaskSpec{
-		Name:        fmt.Sprintf("%s-%d", role, index),
+		Name:        taskName(role, index),
 		Role:        role,
 		Index:       index,
 		Resources:   taskResources(res),
 		Constraints: constraints(pool.Constraints),
-		Runtime:     mesosbridge.Runtime(s.Runtime),
 		NetworkMode: mesosbridge.NetworkMode(s.Network.Mode),
 		NetworkName: s.Network.Name,
-		Env:         envMap(pool.Env),
-		K3s: mesosbridge.K3sSettings{
-			Version:       s.Version,
-			ClusterCIDR:   s.Network.ClusterCIDR,
-			ServiceCIDR:   s.Network.ServiceCIDR,
-			ClusterDNS:    s.Network.ClusterDNS,
-			ClusterDomain: s.Network.ClusterDomain,
-			NodeLabels:    pool.NodeLabels,
-			NodeTaints:    pool.NodeTaints,
-			// Node names must stay unique however Mesos places the tasks: two agents on
-			// one Mesos host would otherwise both register under the host name.
-			NodeName: fmt.Sprintf("%s-%s", c.Name, fmt.Sprintf("%s-%d", role, index)),
-		},
 	}
 	switch s.Runtime {
 	case v1alpha1.RuntimeBinary:
-		t.BinaryURL = s.BinaryURL
-		if t.BinaryURL == "" {
-			t.BinaryURL = fmt.Sprintf(k3sReleaseURL, url.PathEscape(s.Version))
+		binaryURL := s.BinaryURL
+		if binaryURL == "" {
+			binaryURL = fmt.Sprintf(k3sReleaseURL, url.PathEscape(s.Version))
 		}
+		t.Fetch = []mesosbridge.FetchURI{{URL: binaryURL, Executable: true, OutputFile: fetchedBinary}}
 	default:
-		t.Image = s.Image
+		// K3s manages cgroups, mounts and iptables, which an unprivileged container cannot;
+		// it keeps sockets and the containerd state under /run, which the stock image
+		// expects on tmpfs (as `docker run --tmpfs /run --tmpfs /var/run rancher/k3s`).
+		t.Container = mesosbridge.Container{
+			Type: mesosbridge.ContainerDocker, Image: k3s.Image(s.Image, s.Version),
+			Privileged: true, Tmpfs: []string{"/run", "/var/run"},
+		}
 	}
 	// With Host networking K3s binds fixed ports besides the offered ones (kubelet 10250,
-	// the controller-manager, scheduler and embedded etcd), so two tasks of one role can
-	// never share a Mesos agent.
+	// embedded etcd), so two tasks of one role can never share a Mesos agent.
 	if s.Network.Mode == v1alpha1.NetworkHost && !hasHostnameUnique(t.Constraints) {
-		t.Constraints = append(t.Constraints, mesosbridge.Constraint{Field: "hostname", Operator: mesosbridge.OpUnique})
+		t.Constraints = append(t.Constraints, mesosbridge.Constraint{Field: mesosbridge.FieldHostname, Operator: mesosbridge.OpUnique})
 	}
 	return t
 }
 
-func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) mesosbridge.TaskSpec {
+// k3sCommon is what the K3s process of a server or an agent shares.
+func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) k3s.Common {
+	exe := "k3s" // on the PATH of the stock image
+	if c.Spec.Runtime == v1alpha1.RuntimeBinary {
+		exe = `"$MESOS_SANDBOX"/` + fetchedBinary
+	}
+	return k3s.Common{
+		Executable: exe,
+		// Node names must stay unique however Mesos places the tasks: two agents on one
+		// Mesos host would otherwise both register under the host name.
+		NodeName:   c.Name + "-" + name,
+		NodeLabels: pool.NodeLabels,
+		NodeTaints: pool.NodeTaints,
+		ExtraArgs:  pool.Args,
+		Env:        envMap(pool.Env),
+	}
+}
+
+func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSpec, error) {
 	s := c.Spec
-	t := baseTask(c, mesosbridge.RoleServer, i, s.Servers.Resources, s.Servers.NodePoolSpec)
+	t := baseTask(c, roleServer, i, s.Servers.Resources, s.Servers.NodePoolSpec)
 	t.Order = orderServers + i
 	if i == 0 {
 		t.Order = orderFirstServer
 	}
-	t.Ports = []string{mesosbridge.PortAPI, mesosbridge.PortAPIServer}
-	t.Secrets = in.serverSecrets
-	t.K3s.TLSSANs = tlsSANs(c)
-	// Servers run the control plane only: workloads go to agents, which Mesos sizes and
-	// places separately, and a server needs no container runtime on its agent.
-	t.K3s.ExtraArgs = append([]string{"--disable-agent"}, s.Servers.Args...)
+	srv := k3s.Server{
+		Common:      k3sCommon(c, t.Name, s.Servers.NodePoolSpec),
+		TLSSANs:     tlsSANs(c),
+		ClusterCIDR: s.Network.ClusterCIDR, ServiceCIDR: s.Network.ServiceCIDR,
+		ClusterDNS: s.Network.ClusterDNS, ClusterDomain: s.Network.ClusterDomain,
+		DatastoreEndpointSecret: in.datastoreEndpoint,
+		Token:                   in.token,
+		PKI:                     in.pki,
+	}
 	if s.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
-		t.K3s.ClusterInit = i == 0
+		srv.ClusterInit = i == 0
 		if i > 0 {
-			t.K3s.ServerURL = in.serverURL
+			srv.JoinURL = in.serverURL
 		}
 	}
+	p, err := srv.Process()
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	withProcess(&t, p)
 	if disk := s.Servers.Resources.Disk; disk != nil && !disk.IsZero() {
 		// The server's state (SQLite or etcd data) lives on a persistent volume, so a
 		// relaunch lands on the same agent and finds its data.
@@ -129,18 +182,42 @@ func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) mesosbridge.TaskSp
 		t.Resources.DiskMiB = 0
 	}
 	t.SpecHash = mesosbridge.SpecHash(t)
-	return t
+	return t, nil
 }
 
-func agentTask(c *v1alpha1.K3sCluster, i int, in planInputs) mesosbridge.TaskSpec {
+func agentTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSpec, error) {
 	s := c.Spec
-	t := baseTask(c, mesosbridge.RoleAgent, i, s.Agents.Resources, s.Agents.NodePoolSpec)
+	t := baseTask(c, roleAgent, i, s.Agents.Resources, s.Agents.NodePoolSpec)
 	t.Order = orderAgents
-	t.Secrets = in.agentSecrets
-	t.K3s.ServerURL = in.serverURL
-	t.K3s.ExtraArgs = s.Agents.Args
+	if in.serverURL == "" {
+		// Nothing to join yet: gate() holds agents back until the first server's address is
+		// known, and the task gets its command then.
+		t.SpecHash = mesosbridge.SpecHash(t)
+		return t, nil
+	}
+	p, err := k3s.Agent{Common: k3sCommon(c, t.Name, s.Agents.NodePoolSpec), ServerURL: in.serverURL, Token: in.token}.Process()
+	if err != nil {
+		return t, fmt.Errorf("%s: %w", t.Name, err)
+	}
+	withProcess(&t, p)
 	t.SpecHash = mesosbridge.SpecHash(t)
-	return t
+	return t, nil
+}
+
+// withProcess makes the task run the rendered K3s process.
+func withProcess(t *mesosbridge.TaskSpec, p k3s.Process) {
+	t.Command, t.Env, t.Secrets, t.Ports = p.Script, p.Env, p.Secrets, p.Ports
+	if h := p.Health; h != nil {
+		protocol := mesosbridge.HealthHTTP
+		if h.Scheme == "https" {
+			protocol = mesosbridge.HealthHTTPS
+		}
+		t.HealthCheck = &mesosbridge.HealthCheck{
+			Protocol: protocol, Port: h.Port, Path: h.Path,
+			Delay: h.Delay, Interval: h.Interval, Timeout: h.Timeout,
+			GracePeriod: h.GracePeriod, ConsecutiveFailures: h.ConsecutiveFailures,
+		}
+	}
 }
 
 // tlsSANs are the extra names the server certificate carries: the endpoint override's host.
@@ -179,7 +256,7 @@ func constraints(in []v1alpha1.Constraint) []mesosbridge.Constraint {
 
 func hasHostnameUnique(cs []mesosbridge.Constraint) bool {
 	for _, c := range cs {
-		if strings.EqualFold(c.Field, "hostname") && c.Operator == mesosbridge.OpUnique {
+		if strings.EqualFold(c.Field, mesosbridge.FieldHostname) && c.Operator == mesosbridge.OpUnique {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
@@ -42,6 +43,19 @@ func names(ts []mesosbridge.TaskSpec) []string {
 	return out
 }
 
+// mustPlan renders the desired tasks, failing the test on an error.
+func mustPlan(t *testing.T, c *v1alpha1.K3sCluster, in planInputs) []mesosbridge.TaskSpec {
+	t.Helper()
+	if in.token == "" {
+		in.token = "K10hash::server:secret"
+	}
+	tasks, err := desiredTasks(c, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tasks
+}
+
 func TestDesiredTasksFollowThePlan(t *testing.T) {
 	c := testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Datastore.Type = v1alpha1.DatastoreEmbeddedEtcd
@@ -49,9 +63,7 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 		c.Spec.Agents.Replicas = 2
 		c.Spec.Kubeconfig.Endpoint = "https://k3s.example.com:6443"
 	})
-	tok := map[string][]byte{mesosbridge.SecretToken: []byte("t")}
-	in := planInputs{serverSecrets: tok, agentSecrets: tok, serverURL: "https://h0:31000"}
-	tasks := desiredTasks(c, in)
+	tasks := mustPlan(t, c, planInputs{serverURL: "https://h0:31000"})
 	if got, want := names(tasks), []string{"server-0", "server-1", "server-2", "agent-0", "agent-1"}; !slices.Equal(got, want) {
 		t.Fatalf("tasks = %v, want %v", got, want)
 	}
@@ -59,20 +71,21 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 	if !(s0.Order < s1.Order && s1.Order < a0.Order) {
 		t.Errorf("plan order broken: server-0 %d, server-1 %d, agent-0 %d", s0.Order, s1.Order, a0.Order)
 	}
-	if !s0.K3s.ClusterInit || s1.K3s.ClusterInit || s0.K3s.ServerURL != "" || s1.K3s.ServerURL != "https://h0:31000" {
-		t.Errorf("embedded etcd: server-0 must init, others join: %+v / %+v", s0.K3s, s1.K3s)
+	if !strings.Contains(s0.Command, " --cluster-init ") || strings.Contains(s0.Command, "--server=") ||
+		strings.Contains(s1.Command, "--cluster-init") || !strings.Contains(s1.Command, " --server=https://h0:31000 ") {
+		t.Errorf("embedded etcd: server-0 must init, others join:\n%s\n%s", s0.Command, s1.Command)
 	}
-	if !slices.Equal(s0.Ports, []string{mesosbridge.PortAPI, mesosbridge.PortAPIServer}) || len(a0.Ports) != 0 {
+	if !slices.Equal(s0.Ports, []string{k3s.PortAPI, k3s.PortAPIServer}) || len(a0.Ports) != 0 {
 		t.Errorf("ports: server %v agent %v", s0.Ports, a0.Ports)
 	}
-	if !slices.Equal(s0.K3s.TLSSANs, []string{"k3s.example.com"}) {
-		t.Errorf("server SANs = %v, want the endpoint host", s0.K3s.TLSSANs)
+	if !strings.Contains(s0.Command, " --tls-san=k3s.example.com ") || !strings.Contains(s0.Command, " --disable-agent") {
+		t.Errorf("server command lacks the endpoint SAN or --disable-agent:\n%s", s0.Command)
 	}
-	if s0.K3s.ExtraArgs[0] != "--disable-agent" {
-		t.Errorf("server args = %v", s0.K3s.ExtraArgs)
+	if !strings.Contains(s0.Command, " --node-name=demo-server-0") || !strings.Contains(a0.Command, " --node-name=demo-agent-0") {
+		t.Errorf("node names:\n%s\n%s", s0.Command, a0.Command)
 	}
-	if s0.K3s.NodeName != "demo-server-0" || a0.K3s.NodeName != "demo-agent-0" {
-		t.Errorf("node names %q %q", s0.K3s.NodeName, a0.K3s.NodeName)
+	if s0.HealthCheck == nil || s0.HealthCheck.Protocol != mesosbridge.HealthHTTPS || s0.HealthCheck.Port != k3s.PortAPI || a0.HealthCheck != nil {
+		t.Errorf("health checks: server %+v agent %+v", s0.HealthCheck, a0.HealthCheck)
 	}
 	if s0.Volume == nil || s0.Volume.SizeMiB != 2048 || s0.Resources.DiskMiB != 0 {
 		t.Errorf("server data must be on a 2048 MiB volume, got %+v, disk %v", s0.Volume, s0.Resources.DiskMiB)
@@ -91,17 +104,23 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 }
 
 func TestDesiredTasksRuntimesAndConstraints(t *testing.T) {
-	bin := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Runtime = v1alpha1.RuntimeBinary }), planInputs{})[0]
-	if bin.BinaryURL != "https://github.com/k3s-io/k3s/releases/download/v1.31.4+k3s1/k3s" || bin.Image != "" {
-		t.Errorf("binary runtime: url %q image %q", bin.BinaryURL, bin.Image)
+	bin := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Runtime = v1alpha1.RuntimeBinary }), planInputs{})[0]
+	if len(bin.Fetch) != 1 || bin.Fetch[0].URL != "https://github.com/k3s-io/k3s/releases/download/v1.31.4+k3s1/k3s" ||
+		bin.Container.Type != mesosbridge.ContainerNone || !strings.Contains(bin.Command, `exec "$MESOS_SANDBOX"/k3s server `) {
+		t.Errorf("binary runtime: fetch %+v container %+v\n%s", bin.Fetch, bin.Container, bin.Command)
 	}
-	own := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+	docker := mustPlan(t, testCluster(), planInputs{})[0]
+	if docker.Container.Type != mesosbridge.ContainerDocker || docker.Container.Image != "rancher/k3s:v1.31.4-k3s1" ||
+		!docker.Container.Privileged || len(docker.Fetch) != 0 || !strings.Contains(docker.Command, "exec k3s server ") {
+		t.Errorf("docker runtime: %+v", docker)
+	}
+	own := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Servers.Constraints = []v1alpha1.Constraint{{Field: "hostname", Operator: v1alpha1.ConstraintUnique}, {Field: "rack", Operator: v1alpha1.ConstraintIs, Value: "r1"}}
 	}), planInputs{})[0]
 	if len(own.Constraints) != 2 {
 		t.Errorf("a user's hostname:UNIQUE must not be doubled: %+v", own.Constraints)
 	}
-	cni := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+	cni := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Network.Mode, c.Spec.Network.Name = v1alpha1.NetworkCNI, "k3s-net"
 	}), planInputs{})[0]
 	if hasHostnameUnique(cni.Constraints) || cni.NetworkName != "k3s-net" {
@@ -109,10 +128,21 @@ func TestDesiredTasksRuntimesAndConstraints(t *testing.T) {
 	}
 }
 
+func TestDesiredTasksRefuseWhatCannotRun(t *testing.T) {
+	c := testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Agents.Env = []v1alpha1.EnvVar{{Name: "K3S_TOKEN", Value: "mine"}}
+	})
+	_, err := desiredTasks(c, planInputs{token: "t", serverURL: "https://h0:31000"})
+	if err == nil || !strings.Contains(err.Error(), "spec.agents") || !strings.Contains(err.Error(), "K3S_TOKEN") {
+		t.Fatalf("an env var that would shadow the token: %v", err)
+	}
+}
+
 func TestSpecHashFollowsTheSpec(t *testing.T) {
-	base := desiredTasks(testCluster(), planInputs{serverURL: "https://a:1"})
-	same := desiredTasks(testCluster(), planInputs{serverURL: "https://a:1"})
-	args := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Agents.Args = []string{"--kubelet-arg=max-pods=50"} }), planInputs{serverURL: "https://a:1"})
+	in := planInputs{serverURL: "https://a:1"}
+	base := mustPlan(t, testCluster(), in)
+	same := mustPlan(t, testCluster(), in)
+	args := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Agents.Args = []string{"--kubelet-arg=max-pods=50"} }), in)
 	if base[0].SpecHash != same[0].SpecHash || base[1].SpecHash != same[1].SpecHash {
 		t.Fatal("the same spec hashes differently")
 	}
@@ -122,6 +152,10 @@ func TestSpecHashFollowsTheSpec(t *testing.T) {
 	if base[0].SpecHash != args[0].SpecHash {
 		t.Fatal("agent args changed the server's hash")
 	}
+	rotated := mustPlan(t, testCluster(), planInputs{serverURL: "https://a:1", token: "K10hash::server:other"})
+	if rotated[0].SpecHash != base[0].SpecHash {
+		t.Fatal("a secret's value entered the hash")
+	}
 }
 
 func observedTask(name string, role mesosbridge.TaskRole, state mesosbridge.TaskState, healthy *bool) mesosbridge.ObservedTask {
@@ -130,7 +164,7 @@ func observedTask(name string, role mesosbridge.TaskRole, state mesosbridge.Task
 
 func TestGateLaunchesInPlanOrder(t *testing.T) {
 	yes, no := true, false
-	etcd := desiredTasks(testCluster(func(c *v1alpha1.K3sCluster) {
+	etcd := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Datastore.Type = v1alpha1.DatastoreEmbeddedEtcd
 		c.Spec.Servers.Replicas = 3
 		c.Spec.Agents.Replicas = 2
@@ -145,21 +179,21 @@ func TestGateLaunchesInPlanOrder(t *testing.T) {
 		waiting   string
 	}{
 		{"nothing yet: only the first server", nil, "", noBackoff, []string{"server-0"}, "server-1 waits"},
-		{"first server starting", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
-		{"first server unhealthy", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &no)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
-		{"first server ready: next server and the agents", []mesosbridge.ObservedTask{observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "agent-0", "agent-1"}, "server-2 waits"},
+		{"first server starting", []mesosbridge.ObservedTask{observedTask("server-0", roleServer, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
+		{"first server unhealthy", []mesosbridge.ObservedTask{observedTask("server-0", roleServer, mesosbridge.TaskRunning, &no)}, "https://h0:31000", noBackoff, []string{"server-0"}, "server-1 waits"},
+		{"first server ready: next server and the agents", []mesosbridge.ObservedTask{observedTask("server-0", roleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "agent-0", "agent-1"}, "server-2 waits"},
 		{"two servers ready: the third", []mesosbridge.ObservedTask{
-			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
-			observedTask("server-1", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "server-2", "agent-0", "agent-1"}, ""},
+			observedTask("server-0", roleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-1", roleServer, mesosbridge.TaskRunning, &yes)}, "https://h0:31000", noBackoff, []string{"server-0", "server-1", "server-2", "agent-0", "agent-1"}, ""},
 		{"a failed agent waits out its back-off", []mesosbridge.ObservedTask{
-			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
-			observedTask("server-1", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
-			observedTask("server-2", mesosbridge.RoleServer, mesosbridge.TaskRunning, &yes),
-			observedTask("agent-1", mesosbridge.RoleAgent, mesosbridge.TaskFailed, nil)}, "https://h0:31000",
+			observedTask("server-0", roleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-1", roleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("server-2", roleServer, mesosbridge.TaskRunning, &yes),
+			observedTask("agent-1", roleAgent, mesosbridge.TaskFailed, nil)}, "https://h0:31000",
 			func(n string) bool { return n == "agent-1" }, []string{"server-0", "server-1", "server-2", "agent-0"}, "agent-1 is waiting out its relaunch back-off"},
 		{"a live task is always tracked", []mesosbridge.ObservedTask{
-			observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskFailed, nil),
-			observedTask("agent-0", mesosbridge.RoleAgent, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0", "agent-0"}, "server-1 waits"},
+			observedTask("server-0", roleServer, mesosbridge.TaskFailed, nil),
+			observedTask("agent-0", roleAgent, mesosbridge.TaskRunning, nil)}, "https://h0:31000", noBackoff, []string{"server-0", "agent-0"}, "server-1 waits"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,9 +213,9 @@ func TestGateLaunchesInPlanOrder(t *testing.T) {
 }
 
 func TestServerWithUnknownPortIsRelaunched(t *testing.T) {
-	running := observedTask("server-0", mesosbridge.RoleServer, mesosbridge.TaskRunning, nil)
+	running := observedTask("server-0", roleServer, mesosbridge.TaskRunning, nil)
 	withPort := running
-	withPort.Ports = map[string]uint32{mesosbridge.PortAPI: 31000}
+	withPort.Ports = map[string]uint32{k3s.PortAPI: 31000}
 	cases := []struct {
 		name     string
 		endpoint string

@@ -3,14 +3,13 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
@@ -50,10 +49,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	}
 	s.framework = cfg
 
-	in := planInputs{
-		serverSecrets: serverSecrets(s.pki, s.token),
-		agentSecrets:  map[string][]byte{mesosbridge.SecretToken: []byte(s.token)},
-	}
+	in := planInputs{token: s.token, pki: s.pki.serverPKI()}
 	if c.Spec.Datastore.Type == v1alpha1.DatastoreExternal {
 		endpoint, problem, err := r.externalDatastoreEndpoint(ctx, c)
 		if err != nil {
@@ -63,7 +59,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 			s.obs.datastoreErr = problem
 			return ctrl.Result{RequeueAfter: retryProblem}, nil
 		}
-		in.serverSecrets[mesosbridge.SecretDatastoreEndpoint] = endpoint
+		in.datastoreEndpoint = endpoint
 	}
 
 	// A version change is refused (see unsupportedSpec) but the cluster keeps running the
@@ -80,13 +76,18 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	known := withStatusKnowledge(observed.Tasks, c.Status.Tasks)
 	in.serverURL = serverEndpoint(c, known)
 	in.serverAgentIDs = agentIDs(known, c.Status.Tasks)
-	all := desiredTasks(planned, in)
+	all, err := desiredTasks(planned, in)
+	if err != nil {
+		// A spec the API server accepted but no task can be made of: say which and stop.
+		s.obs.invalidSpec = err.Error()
+		return ctrl.Result{}, nil
+	}
 	desiredByName := make(map[string]mesosbridge.TaskSpec, len(all))
 	for _, t := range all {
 		desiredByName[t.Name] = t
 	}
 
-	track := trackTasks(c.Status.Tasks, known, desiredByName, remediationOf(c.Spec.Remediation), now)
+	track := trackTasks(c.Status.Tasks, known, desiredByName, planned.Spec.Version, remediationOf(c.Spec.Remediation), now)
 	for _, f := range track.newFailures {
 		r.event(c, corev1.EventTypeWarning, "TaskFailed", "Relaunch", "%s (%s) ended: %s; relaunching after back-off", f.Name, f.TaskID, f.Message)
 	}
@@ -103,7 +104,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		if err := r.Bridge.Kill(ctx, s.key(), unknown...); err != nil {
 			return ctrl.Result{}, fmt.Errorf("relaunching %v: %w", unknown, err)
 		}
-		r.event(c, corev1.EventTypeWarning, "ServerRelaunched", "Relaunch", "server-0 runs on an API port nobody recorded (the operator stopped right after launching it); relaunching it to learn its address")
+		r.event(c, corev1.EventTypeWarning, "ServerRelaunched", "Relaunch", "%s runs on an API port nobody recorded (the operator stopped right after launching it); relaunching it to learn its address", firstServer)
 	}
 	lost, lostWait := unreachableReplacements(all, known, remediationOf(c.Spec.Remediation).backoff, now)
 	if len(lost) > 0 {
@@ -128,7 +129,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	}
 
 	known = withStatusKnowledge(s.observed.Tasks, c.Status.Tasks)
-	track = trackTasks(c.Status.Tasks, known, desiredByName, remediationOf(c.Spec.Remediation), now)
+	track = trackTasks(c.Status.Tasks, known, desiredByName, planned.Spec.Version, remediationOf(c.Spec.Remediation), now)
 	r.recordLaunches(c, known)
 	c.Status.Tasks = track.tasks
 	s.obs.stalledTask, s.obs.failedTasks, s.obs.waiting = track.stalled, track.failed, waiting
@@ -196,8 +197,8 @@ func serverEndpoint(c *v1alpha1.K3sCluster, known map[string]mesosbridge.Observe
 	if c.Spec.Kubeconfig.Endpoint != "" {
 		return c.Spec.Kubeconfig.Endpoint
 	}
-	if o, ok := known["server-0"]; ok && taskLive(o, ok) && o.Hostname != "" && o.Ports[mesosbridge.PortAPI] != 0 {
-		return fmt.Sprintf("https://%s:%d", o.Hostname, o.Ports[mesosbridge.PortAPI])
+	if o, ok := known[firstServer]; ok && taskLive(o, ok) && o.Hostname != "" && o.Ports[k3s.PortAPI] != 0 {
+		return fmt.Sprintf("https://%s:%d", o.Hostname, o.Ports[k3s.PortAPI])
 	}
 	return c.Status.Endpoint
 }
@@ -224,17 +225,17 @@ func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.Obs
 	for _, t := range desired {
 		want[t.Name] = t
 		switch t.Role {
-		case mesosbridge.RoleServer:
+		case roleServer:
 			servers.desired++
-		case mesosbridge.RoleAgent:
+		case roleAgent:
 			agents.desired++
 		}
 	}
 	for name, o := range known {
 		rc := &agents
-		if o.Role == mesosbridge.RoleServer {
+		if o.Role == roleServer {
 			rc = &servers
-		} else if o.Role != mesosbridge.RoleAgent {
+		} else if o.Role != roleAgent {
 			continue
 		}
 		if !taskLive(o, true) {
@@ -267,39 +268,8 @@ func setRoleStatus(c *v1alpha1.K3sCluster, servers, agents roleCount) {
 			Selector: fmt.Sprintf("%s=%s,%s=%s", v1alpha1.ClusterNameLabel, c.Name, v1alpha1.RoleLabel, role),
 		}
 	}
-	c.Status.Servers = roleStatus(servers, mesosbridge.RoleServer)
-	c.Status.Agents = roleStatus(agents, mesosbridge.RoleAgent)
+	c.Status.Servers = roleStatus(servers, roleServer)
+	c.Status.Agents = roleStatus(agents, roleAgent)
 	c.Status.Selector = c.Status.Agents.Selector
 	c.Status.KubeconfigSecretName = kubeconfigSecretName(c.Name)
-}
-
-// knownTasks hands status.tasks back to the bridge: after an operator restart they are
-// its only memory of what runs, so nothing is launched twice.
-func knownTasks(ts []v1alpha1.TaskStatus) []mesosbridge.ObservedTask {
-	out := make([]mesosbridge.ObservedTask, 0, len(ts))
-	for _, t := range ts {
-		if t.TaskID == "" {
-			continue
-		}
-		o := mesosbridge.ObservedTask{
-			Name: t.Name, TaskID: t.TaskID, AgentID: t.AgentID, Hostname: t.AgentHost,
-			State: mesosbridge.TaskState(t.State), Healthy: t.Healthy, SpecHash: t.SpecHash,
-			Role: mesosbridge.TaskRole(t.Role), Index: taskIndex(t.Name),
-		}
-		for k, v := range t.Ports {
-			if o.Ports == nil {
-				o.Ports = map[string]uint32{}
-			}
-			o.Ports[k] = uint32(v)
-		}
-		out = append(out, o)
-	}
-	return out
-}
-
-// taskIndex is the number at the end of a task name (agent-3 → 3).
-func taskIndex(name string) int {
-	i := strings.LastIndexByte(name, '-')
-	n, _ := strconv.Atoi(name[i+1:])
-	return n
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
@@ -62,8 +63,8 @@ type tracking struct {
 // each unexpected end of a desired task once (per Mesos task ID), relaunches with back-off,
 // and resets the count once a task has served for stableAfter. Tasks the operator ended
 // itself (scaled away or replaced by the rollout, so not desired or of another spec) are
-// not failures.
-func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.ObservedTask, desired map[string]mesosbridge.TaskSpec, rem remediation, now time.Time) tracking {
+// not failures. version is what the desired tasks run, recorded on the tasks that match them.
+func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.ObservedTask, desired map[string]mesosbridge.TaskSpec, version string, rem remediation, now time.Time) tracking {
 	out := tracking{backoffUntil: map[string]time.Time{}}
 	prevByName := map[string]v1alpha1.TaskStatus{}
 	for _, t := range prev {
@@ -86,7 +87,7 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 			st = v1alpha1.TaskStatus{Name: name, Role: string(obs.Role)}
 		}
 		if seen {
-			st = mergeObserved(st, obs, spec, isDesired)
+			st = mergeObserved(st, obs, spec, isDesired, version)
 			sameIncarnationCounted := hadPrev && p.TaskID == obs.TaskID && mesosbridge.TaskState(p.State).Terminal()
 			if hadPrev && p.TaskID != "" && obs.TaskID != p.TaskID {
 				st.Restarts++
@@ -125,90 +126,6 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 	return out
 }
 
-// mergeObserved copies the bridge's view of a task into its status entry. After an
-// operator restart the bridge may not know a task's spec hash or ports (Mesos reports
-// neither on reconciliation); the previous status keeps them for the same task ID.
-func mergeObserved(st v1alpha1.TaskStatus, obs mesosbridge.ObservedTask, spec mesosbridge.TaskSpec, isDesired bool) v1alpha1.TaskStatus {
-	sameTask := st.TaskID == obs.TaskID
-	st.TaskID = obs.TaskID
-	st.Role = string(obs.Role)
-	st.State = string(obs.State)
-	st.Healthy = obs.Healthy
-	if obs.Hostname != "" || !sameTask {
-		st.AgentHost = obs.Hostname
-	}
-	if obs.AgentID != "" || !sameTask {
-		st.AgentID = obs.AgentID
-	}
-	if len(obs.Ports) > 0 || !sameTask {
-		st.Ports = nil
-		for k, v := range obs.Ports {
-			if st.Ports == nil {
-				st.Ports = map[string]int32{}
-			}
-			st.Ports[k] = int32(v)
-		}
-	}
-	if obs.SpecHash != "" || !sameTask {
-		st.SpecHash = obs.SpecHash
-	}
-	if isDesired && st.SpecHash == spec.SpecHash {
-		st.Version = spec.K3s.Version
-	}
-	st.Message = obs.Message
-	if obs.Reason != "" {
-		st.Message = fmt.Sprintf("%s: %s", obs.Reason, obs.Message)
-	}
-	return st
-}
-
-var roleRank = map[string]int{string(mesosbridge.RoleDatastore): 0, string(mesosbridge.RoleServer): 1, string(mesosbridge.RoleAgent): 2}
-
-func sortTaskStatuses(ts []v1alpha1.TaskStatus) {
-	sort.Slice(ts, func(i, j int) bool {
-		if ri, rj := roleRank[ts[i].Role], roleRank[ts[j].Role]; ri != rj {
-			return ri < rj
-		}
-		if len(ts[i].Name) != len(ts[j].Name) {
-			return len(ts[i].Name) < len(ts[j].Name) // agent-2 before agent-10
-		}
-		return ts[i].Name < ts[j].Name
-	})
-}
-
-// withStatusKnowledge fills in what the bridge lost across an operator restart (spec
-// hash, ports, agent) from status.tasks, for the same Mesos task ID, so that adopted
-// tasks are neither rolled needlessly nor moved away from their volume.
-func withStatusKnowledge(observed map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskStatus) map[string]mesosbridge.ObservedTask {
-	out := make(map[string]mesosbridge.ObservedTask, len(observed))
-	for k, v := range observed {
-		out[k] = v
-	}
-	for _, p := range prev {
-		o, ok := out[p.Name]
-		if !ok || o.TaskID != p.TaskID {
-			continue
-		}
-		if o.SpecHash == "" {
-			o.SpecHash = p.SpecHash
-		}
-		if len(o.Ports) == 0 && len(p.Ports) > 0 {
-			o.Ports = map[string]uint32{}
-			for k, v := range p.Ports {
-				o.Ports[k] = uint32(v)
-			}
-		}
-		if o.Hostname == "" {
-			o.Hostname = p.AgentHost
-		}
-		if o.AgentID == "" {
-			o.AgentID = p.AgentID
-		}
-		out[p.Name] = o
-	}
-	return out
-}
-
 // unreachableReplacements names the desired tasks that have been on an unreachable agent
 // for at least grace and can run elsewhere (no persistent volume ties them to that agent).
 // Killing them lets the bridge launch replacements at once; the old task is killed if its
@@ -239,9 +156,9 @@ func serverWithUnknownPort(c *v1alpha1.K3sCluster, known map[string]mesosbridge.
 	if c.Spec.Kubeconfig.Endpoint != "" {
 		return nil
 	}
-	o, ok := known["server-0"]
-	if !taskLive(o, ok) || o.State == mesosbridge.TaskKilling || o.Ports[mesosbridge.PortAPI] != 0 {
+	o, ok := known[firstServer]
+	if !taskLive(o, ok) || o.State == mesosbridge.TaskKilling || o.Ports[k3s.PortAPI] != 0 {
 		return nil
 	}
-	return []string{"server-0"}
+	return []string{firstServer}
 }

@@ -20,9 +20,9 @@ func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridg
 		o, ok := observed[t.Name]
 		ready := taskReady(o, ok)
 		switch t.Role {
-		case mesosbridge.RoleServer:
+		case roleServer:
 			serversReady = serversReady && ready
-		case mesosbridge.RoleAgent:
+		case roleAgent:
 			agents++
 			if !ready {
 				agentsUnavailable++
@@ -31,9 +31,9 @@ func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridg
 		if !taskLive(o, ok) || o.State == mesosbridge.TaskKilling || o.SpecHash == "" || o.SpecHash == t.SpecHash {
 			continue
 		}
-		if t.Role == mesosbridge.RoleServer {
+		if t.Role == roleServer {
 			staleServers = append(staleServers, o)
-		} else if t.Role == mesosbridge.RoleAgent {
+		} else if t.Role == roleAgent {
 			staleAgents = append(staleAgents, o)
 		}
 	}

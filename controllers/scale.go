@@ -26,7 +26,7 @@ func scaleDownKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbri
 			return !ri
 		}
 		if excess[i].Role != excess[j].Role {
-			return excess[i].Role == mesosbridge.RoleAgent // agents go before servers
+			return excess[i].Role == roleAgent // agents go before servers
 		}
 		return excess[i].Index > excess[j].Index
 	})

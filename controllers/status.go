@@ -23,6 +23,8 @@ type observation struct {
 	datastoreErr *conditionProblem
 	// unsupported is a spec the operator cannot act on yet; the cluster is Stalled on it.
 	unsupported string
+	// invalidSpec is a spec no task can be made of; the cluster is Stalled on it.
+	invalidSpec string
 
 	servers, agents roleCount
 	// apiReady is the authenticated /readyz probe of the endpoint: nil when the endpoint
@@ -182,6 +184,8 @@ func stalledCondition(o observation) metav1.Condition {
 	switch {
 	case o.unsupported != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonUnsupportedSpec, o.unsupported)
+	case o.invalidSpec != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonInvalidSpec, o.invalidSpec)
 	case o.stalledTask != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonTooManyFailures, o.stalledTask)
 	}

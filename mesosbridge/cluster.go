@@ -9,7 +9,7 @@ import (
 	"github.com/go-logr/logr"
 )
 
-// cluster is the bridge's state for one K3s cluster: the controller's wishes (config,
+// cluster is the bridge's state for one cluster: the controller's wishes (config,
 // desired tasks, kills, teardown) and what Mesos reported. The controller's methods and
 // the cluster's event loop meet here under mu; only the event loop talks to Mesos.
 type cluster struct {

@@ -21,11 +21,6 @@ const (
 	LabelTaskName = "mesosk3s.io/task"
 )
 
-// FrameworkName is the Mesos framework name of a cluster: k3s:<namespace>/<name>.
-func (c FrameworkConfig) FrameworkName() string {
-	return "k3s:" + c.ClusterNamespace + "/" + c.ClusterName
-}
-
 // FrameworkLabels are the labels on the framework, sorted by key.
 func (c FrameworkConfig) FrameworkLabels() map[string]string {
 	return map[string]string{
@@ -41,6 +36,12 @@ func (c FrameworkConfig) Validate() error {
 	var errs []error
 	if c.ClusterNamespace == "" || c.ClusterName == "" {
 		errs = append(errs, errors.New("cluster namespace and name are required"))
+	}
+	if c.Name == "" {
+		errs = append(errs, errors.New("a framework name is required"))
+	}
+	if c.User == "" {
+		errs = append(errs, errors.New("the user tasks run as is required"))
 	}
 	if c.ClusterUID == "" {
 		errs = append(errs, errors.New("cluster UID is required"))
@@ -60,16 +61,12 @@ func (c FrameworkConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// frameworkUser is the user tasks run as when they do not say otherwise. K3s needs root
-// (it mounts, manages cgroups and iptables) and Docker tasks are privileged anyway.
-const frameworkUser = "root"
-
 // frameworkInfo is the FrameworkInfo of the SUBSCRIBE call, per the Mesos contract in
 // DESIGN.md: named, labelled, one role with MULTI_ROLE, partition aware, checkpointing.
 func frameworkInfo(c FrameworkConfig) mesos.FrameworkInfo {
 	info := mesos.FrameworkInfo{
-		User:            frameworkUser,
-		Name:            c.FrameworkName(),
+		User:            c.User,
+		Name:            c.Name,
 		FailoverTimeout: ptr(c.FailoverTimeout.Seconds()),
 		Checkpoint:      ptr(true),
 		Roles:           []string{c.Role},

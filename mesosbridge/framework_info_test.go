@@ -11,7 +11,7 @@ import (
 func TestFrameworkInfo(t *testing.T) {
 	cfg := testFramework()
 	info := frameworkInfo(cfg)
-	if info.Name != "k3s:team-a/dev" || info.User != "root" || !info.GetCheckpoint() || info.GetFailoverTimeout() != (7*24*time.Hour).Seconds() {
+	if info.Name != "test:team-a/dev" || info.User != "root" || !info.GetCheckpoint() || info.GetFailoverTimeout() != (7*24*time.Hour).Seconds() {
 		t.Errorf("%+v", info)
 	}
 	if len(info.Roles) != 1 || info.Roles[0] != "k3s" || info.Role != nil {
@@ -57,6 +57,8 @@ func TestFrameworkConfigValidate(t *testing.T) {
 		{"secret without principal", func(c *FrameworkConfig) { c.Principal, c.Secret = "", "s" }, "needs a principal"},
 		{"no masters", func(c *FrameworkConfig) { c.Masters = nil }, "master address"},
 		{"no uid", func(c *FrameworkConfig) { c.ClusterUID = "" }, "UID"},
+		{"no name", func(c *FrameworkConfig) { c.Name = "" }, "framework name"},
+		{"no user", func(c *FrameworkConfig) { c.User = "" }, "user"},
 	}
 	for _, tt := range tests {
 		c := testFramework()

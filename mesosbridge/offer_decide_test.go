@@ -47,17 +47,17 @@ func TestDecideOffers(t *testing.T) {
 		offerSpec{id: "o1", host: "h1", cpus: 2, mem: 4096},
 		offerSpec{id: "o2", host: "h2", cpus: 2, mem: 4096},
 	)
-	t.Run("everything launched: long filter, suppress", func(t *testing.T) {
-		d := decideOffers(roundInput(pendingAgent(0, 0), pendingAgent(1, 0)), os, false)
-		if len(d.Launched) != 2 || len(d.Declines) != 1 || d.Filters.GetRefuseSeconds() != refuseWhenIdle.Seconds() || d.Interest != interestSuppress {
+	t.Run("everything launched: long filter", func(t *testing.T) {
+		d := decideOffers(roundInput(pendingAgent(0, 0), pendingAgent(1, 0)), os)
+		if len(d.Launched) != 2 || len(d.Declines) != 1 || d.Filters.GetRefuseSeconds() != refuseWhenIdle.Seconds() {
 			t.Errorf("%+v", d)
 		}
 	})
-	t.Run("work left: short filter, keep offers coming", func(t *testing.T) {
+	t.Run("work left: short filter", func(t *testing.T) {
 		big := pendingAgent(1, 0)
 		big.Resources.CPUs = 32
-		d := decideOffers(roundInput(pendingAgent(0, 0), big), os, false)
-		if len(d.Launched) != 1 || d.Filters.GetRefuseSeconds() != refuseWhilePending.Seconds() || d.Interest != interestUnchanged {
+		d := decideOffers(roundInput(pendingAgent(0, 0), big), os)
+		if len(d.Launched) != 1 || d.Filters.GetRefuseSeconds() != refuseWhilePending.Seconds() {
 			t.Errorf("%+v", d)
 		}
 		if _, ok := d.Unplaced["agent-1"]; !ok {

@@ -91,15 +91,16 @@ func sequentialIDs() func(string) string {
 }
 
 func pendingServer(i, order int) TaskSpec {
-	s := serverSpec(RuntimeBinary)
+	s := serverSpec()
 	s.Name, s.Index, s.Order = fmt.Sprintf("server-%d", i), i, order
+	s.Ports = []string{"api"}
 	s.Resources = Resources{CPUs: 1, MemMiB: 1024}
 	s.Constraints = []Constraint{{Field: "hostname", Operator: OpUnique}}
 	return s
 }
 
 func pendingAgent(i, order int) TaskSpec {
-	a := agentSpec(RuntimeBinary)
+	a := agentSpec()
 	a.Name, a.Index, a.Order = fmt.Sprintf("agent-%d", i), i, order
 	a.Resources = Resources{CPUs: 1, MemMiB: 1024}
 	return a
@@ -179,7 +180,7 @@ func TestMatchPlacesEverythingInOneRound(t *testing.T) {
 
 func TestMatchFollowsPlanOrder(t *testing.T) {
 	ds := TaskSpec{
-		Name: "datastore-0", Role: RoleDatastore, Order: 0, Runtime: RuntimeDocker, Image: "quay.io/coreos/etcd:v3.5.9",
+		Name: "datastore-0", Role: "datastore", Order: 0, Container: Container{Type: ContainerDocker, Image: "quay.io/coreos/etcd:v3.5.9"},
 		Resources: Resources{CPUs: 16, MemMiB: 1024}, NetworkMode: NetworkHost,
 	}
 	// Plenty for the server and agents, not for the datastore: nothing may launch.
@@ -210,18 +211,18 @@ func TestMatchSameOrderTasksDoNotBlockEachOther(t *testing.T) {
 	}
 }
 
-// A task's ports are one consecutive run (K3s binds its HTTPS port + 1), taken from the
+// A task's ports are one consecutive run (a server may bind its port + 1), taken from the
 // first offered range long enough.
 func TestMatchPortsAreDistinctAndFromOfferedRanges(t *testing.T) {
 	s0, s1 := pendingServer(0, 0), pendingServer(1, 0)
 	s0.Constraints, s1.Constraints = nil, nil
-	s1.Ports = []string{PortAPI, "metrics"}
+	s1.Ports = []string{"api", "metrics"}
 	r := matchOffers(roundInput(s0, s1), offers(offerSpec{id: "o1", host: "h1", cpus: 4, mem: 4096, ports: [][2]uint64{{31000, 31000}, {31500, 31501}}}))
 	if len(r.Accepts) != 1 || len(r.Accepts[0].Launched) != 2 {
 		t.Fatalf("launched %v unplaced %v", launchedNames(r), r.Unplaced)
 	}
 	l := r.Accepts[0].Launched
-	if l[0].Ports[PortAPI] != 31000 || l[1].Ports[PortAPI] != 31500 || l[1].Ports["metrics"] != 31501 {
+	if l[0].Ports["api"] != 31000 || l[1].Ports["api"] != 31500 || l[1].Ports["metrics"] != 31501 {
 		t.Errorf("ports %v %v", l[0].Ports, l[1].Ports)
 	}
 	ti := taskInfos(r.Accepts[0])[1]
@@ -234,8 +235,8 @@ func TestMatchPortsAreDistinctAndFromOfferedRanges(t *testing.T) {
 	if !reflect.DeepEqual(ranges, []mesos.Value_Range{{Begin: 31500, End: 31501}}) {
 		t.Errorf("port resources %v", ranges)
 	}
-	if !strings.Contains(ti.GetCommand().GetValue(), "--https-listen-port=31500") {
-		t.Errorf("K3s not told its offered port")
+	if env := envOf(ti); env["PORT_API"].GetValue() != "31500" || env["PORT_METRICS"].GetValue() != "31501" {
+		t.Errorf("the task is not told its offered ports: %v", env)
 	}
 	// A third server finds no port left.
 	s2 := pendingServer(2, 0)
@@ -286,7 +287,7 @@ func TestMatchConstraints(t *testing.T) {
 	})
 	t.Run("running siblings count", func(t *testing.T) {
 		in := roundInput(pendingServer(1, 0))
-		in.Active = []placedTask{{Name: "server-0", Role: RoleServer, Hostname: "h1"}, {Name: "agent-0", Role: RoleAgent, Hostname: "h2"}}
+		in.Active = []placedTask{{Name: "server-0", Role: "server", Hostname: "h1"}, {Name: "agent-0", Role: "agent", Hostname: "h2"}}
 		r := matchOffers(in, offers(three...))
 		if got := launchedNames(r); !reflect.DeepEqual(got, map[string][]string{"o2": {"server-1"}}) {
 			t.Errorf("launched %v: agents are not siblings of servers, server-0 holds h1", got)
@@ -330,7 +331,7 @@ func TestMatchConstraints(t *testing.T) {
 
 func TestMatchPersistentVolumes(t *testing.T) {
 	ds := TaskSpec{
-		Name: "datastore-0", Role: RoleDatastore, Runtime: RuntimeDocker, Image: "quay.io/coreos/etcd:v3.5.9",
+		Name: "datastore-0", Role: "datastore", Container: Container{Type: ContainerDocker, Image: "quay.io/coreos/etcd:v3.5.9"},
 		Resources: Resources{CPUs: 1, MemMiB: 1024}, Ports: []string{"client"}, NetworkMode: NetworkHost,
 		Command: `exec etcd --data-dir "$DATA_DIR" --listen-client-urls http://0.0.0.0:$PORT_CLIENT`,
 		Volume:  &VolumeRequest{SizeMiB: 2048, ContainerPath: "etcd-data"},
@@ -405,7 +406,7 @@ func TestMatchPersistentVolumes(t *testing.T) {
 
 func TestMatchInvalidSpecBlocksLaterOrders(t *testing.T) {
 	bad := pendingServer(0, 0)
-	bad.Secrets = nil
+	bad.Resources.CPUs = 0
 	r := matchOffers(roundInput(bad, pendingAgent(0, 1)), offers(offerSpec{id: "o1", host: "h1", cpus: 8, mem: 8192, ports: [][2]uint64{{31000, 31010}}}))
 	if len(r.Accepts) != 0 || !strings.Contains(r.Unplaced["server-0"], "invalid task spec") || !strings.Contains(r.Unplaced["agent-0"], "waiting for server-0") {
 		t.Errorf("launched %v unplaced %v", launchedNames(r), r.Unplaced)

@@ -25,14 +25,14 @@ func TestPendingOf(t *testing.T) {
 
 func TestActiveOf(t *testing.T) {
 	tasks := map[string]ObservedTask{
-		"server-1": {Name: "server-1", TaskID: "server-1.a", Role: RoleServer, AgentID: "a2", Hostname: "h2", State: TaskRunning},
-		"server-0": {Name: "server-0", TaskID: "server-0.a", Role: RoleServer, AgentID: "a1", Hostname: "h1", State: TaskStarting},
-		"agent-0":  {Name: "agent-0", TaskID: "agent-0.a", Role: RoleAgent, AgentID: "a1", Hostname: "h1", State: TaskLost},
+		"server-1": {Name: "server-1", TaskID: "server-1.a", Role: "server", AgentID: "a2", Hostname: "h2", State: TaskRunning},
+		"server-0": {Name: "server-0", TaskID: "server-0.a", Role: "server", AgentID: "a1", Hostname: "h1", State: TaskStarting},
+		"agent-0":  {Name: "agent-0", TaskID: "agent-0.a", Role: "agent", AgentID: "a1", Hostname: "h1", State: TaskLost},
 	}
 	attrs := map[string]map[string]string{"a1": {"rack": "r1"}}
 	want := []placedTask{
-		{Name: "server-0", Role: RoleServer, AgentID: "a1", Hostname: "h1", Attributes: map[string]string{"rack": "r1"}},
-		{Name: "server-1", Role: RoleServer, AgentID: "a2", Hostname: "h2"},
+		{Name: "server-0", Role: "server", AgentID: "a1", Hostname: "h1", Attributes: map[string]string{"rack": "r1"}},
+		{Name: "server-1", Role: "server", AgentID: "a2", Hostname: "h2"},
 	}
 	if got := activeOf(tasks, attrs); !reflect.DeepEqual(got, want) {
 		t.Errorf("active %+v, want %+v", got, want)

@@ -195,9 +195,9 @@ func scalarLike(r *mesos.Resource, amount float64) mesos.Resource {
 
 // takePorts assigns a task's named ports as one run of consecutive ports, the lowest
 // that fits (deterministic), and returns the port resources to put in the TaskInfo. A run,
-// because a program may bind ports next to the one it is given: the K3s server's internal
-// kube-apiserver always listens on its HTTPS port + 1, so both must be the task's. The
-// caller has checked portRunFits.
+// because a program may bind ports next to the one it is given (a server that also
+// listens on its port + 1), so such neighbours must be the task's too. The caller has
+// checked portRunFits.
 func takePorts(pools []rangePool, names []string) (map[string]uint32, []mesos.Resource) {
 	if len(names) == 0 {
 		return nil, nil

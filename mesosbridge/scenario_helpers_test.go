@@ -122,23 +122,24 @@ func hasLabels(m *dto.Metric, pairs []string) bool {
 func clusterConfig(name string, masters ...string) FrameworkConfig {
 	return FrameworkConfig{
 		ClusterNamespace: "team-a", ClusterName: name, ClusterUID: "uid-" + name,
+		Name: "test:team-a/" + name, User: "root",
 		Role: "k3s", FailoverTimeout: time.Hour, Masters: masters,
 	}
 }
 
 // smallServer and smallAgent are Docker tasks (simulated by the emulator).
 func smallServer(i int) TaskSpec {
-	s := serverSpec(RuntimeDocker)
+	s := serverSpec()
 	s.Name, s.Index, s.Order = fmt.Sprintf("server-%d", i), i, i
-	s.K3s.NodeName = s.Name
-	s.K3s.ClusterInit = i == 0
+	s.Container = Container{Type: ContainerDocker, Image: "example/server:1"}
+	s.Fetch = nil
 	s.Resources = Resources{CPUs: 1, MemMiB: 512, DiskMiB: 128}
 	s.Constraints = []Constraint{{Field: "hostname", Operator: "UNIQUE"}}
 	return s
 }
 
 func smallAgent(i, order int) TaskSpec {
-	s := agentSpec(RuntimeDocker)
+	s := agentSpec()
 	s.Name, s.Index, s.Order = fmt.Sprintf("agent-%d", i), i, order
 	s.Resources = Resources{CPUs: 0.5, MemMiB: 256}
 	return s

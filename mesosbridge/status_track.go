@@ -1,8 +1,6 @@
 package mesosbridge
 
 import (
-	"strconv"
-	"strings"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -28,7 +26,7 @@ func observeStatus(prev ObservedTask, st mesos.TaskStatus, now time.Time) Observ
 		o = ObservedTask{TaskID: st.TaskID.Value}
 		if name, ok := taskNameFromID(st.TaskID.Value); ok {
 			o.Name = name
-			o.Role, o.Index, _ = parseTaskName(name)
+			o.Role, o.Index, _ = ParseTaskName(name)
 		}
 	}
 	state := TaskState(st.GetState().String())
@@ -53,23 +51,6 @@ func observeStatus(prev ObservedTask, st mesos.TaskStatus, now time.Time) Observ
 	}
 	o.LastUpdate = now
 	return o
-}
-
-// parseTaskName splits server-0, agent-3, datastore-1 into role and index.
-func parseTaskName(name string) (TaskRole, int, bool) {
-	i := strings.LastIndexByte(name, '-')
-	if i <= 0 {
-		return "", 0, false
-	}
-	index, err := strconv.Atoi(name[i+1:])
-	if err != nil || index < 0 {
-		return "", 0, false
-	}
-	switch role := TaskRole(name[:i]); role {
-	case RoleServer, RoleAgent, RoleDatastore:
-		return role, index, true
-	}
-	return "", 0, false
 }
 
 // supersedes reports whether next should replace current as the task reported under

@@ -13,7 +13,7 @@ func status(id string, state mesos.TaskState, healthy *bool) mesos.TaskStatus {
 
 func TestObserveStatusKeepsLaunchFacts(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	l := launchedTask{Name: "server-0", TaskID: "server-0.aa", Role: RoleServer, SpecHash: "h1", AgentID: "a1", Hostname: "n1", Ports: map[string]uint32{"api": 31000}}
+	l := launchedTask{Name: "server-0", TaskID: "server-0.aa", Role: "server", SpecHash: "h1", AgentID: "a1", Hostname: "n1", Ports: map[string]uint32{"api": 31000}}
 	o := l.observed(t0)
 	if o.State != TaskStaging {
 		t.Fatalf("launched task starts as %s", o.State)
@@ -35,7 +35,7 @@ func TestObserveStatusAdoptsUnknownTask(t *testing.T) {
 	st := status("agent-3.0123456789abcdef", mesos.TASK_RUNNING, nil)
 	st.AgentID = &mesos.AgentID{Value: "a7"}
 	o := observeStatus(ObservedTask{}, st, time.Unix(1, 0))
-	if o.Name != "agent-3" || o.Role != RoleAgent || o.Index != 3 || o.AgentID != "a7" || o.State != TaskRunning {
+	if o.Name != "agent-3" || o.Role != "agent" || o.Index != 3 || o.AgentID != "a7" || o.State != TaskRunning {
 		t.Errorf("%+v", o)
 	}
 }
@@ -47,18 +47,19 @@ func TestParseTaskName(t *testing.T) {
 		index int
 		ok    bool
 	}{
-		{"server-0", RoleServer, 0, true},
-		{"agent-12", RoleAgent, 12, true},
-		{"datastore-1", RoleDatastore, 1, true},
-		{"worker-1", "", 0, false},
+		{"server-0", "server", 0, true},
+		{"agent-12", "agent", 12, true},
+		{"datastore-1", "datastore", 1, true},
+		{"worker-1", "worker", 1, true},
+		{"agent-01", "", 0, false},
 		{"agent-", "", 0, false},
 		{"agent", "", 0, false},
 		{"agent--1", "", 0, false},
 	}
 	for _, tt := range tests {
-		role, index, ok := parseTaskName(tt.name)
+		role, index, ok := ParseTaskName(tt.name)
 		if role != tt.role || index != tt.index || ok != tt.ok {
-			t.Errorf("parseTaskName(%q) = %q %d %v", tt.name, role, index, ok)
+			t.Errorf("ParseTaskName(%q) = %q %d %v", tt.name, role, index, ok)
 		}
 	}
 }

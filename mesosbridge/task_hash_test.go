@@ -6,7 +6,7 @@ import (
 )
 
 func TestSpecHash(t *testing.T) {
-	base := serverSpec(RuntimeDocker)
+	base := serverSpec()
 	h := SpecHash(base)
 	if len(h) != 16 || SpecHash(base) != h {
 		t.Fatalf("hash %q not stable or not 16 hex digits", h)
@@ -17,20 +17,25 @@ func TestSpecHash(t *testing.T) {
 	}{
 		{"order", func(s *TaskSpec) { s.Order = 7 }},
 		{"spec hash field", func(s *TaskSpec) { s.SpecHash = "x" }},
-		{"secret value", func(s *TaskSpec) { s.Secrets[SecretToken] = []byte("rotated") }},
+		{"secret value", func(s *TaskSpec) { s.Secrets["APP_TOKEN"] = []byte("rotated") }},
 		{"map insertion order", func(s *TaskSpec) {
-			s.K3s.NodeLabels = map[string]string{"zone": "a", "mesosk3s.io/role": "server"}
+			s.Env = map[string]string{"B": "2", "A": "1"}
 		}},
 		{"volume pin", func(s *TaskSpec) { s.Volume = &VolumeRequest{SizeMiB: 1, ContainerPath: "d", AgentID: "a9"} }},
 	}
 	withVolume := base
 	withVolume.Volume = &VolumeRequest{SizeMiB: 1, ContainerPath: "d"}
+	envAB := base
+	envAB.Env = map[string]string{"A": "1", "B": "2"}
 	for _, tt := range same {
-		s := serverSpec(RuntimeDocker)
+		s := serverSpec()
 		ref := h
 		tt.mutate(&s)
 		if s.Volume != nil {
 			ref = SpecHash(withVolume)
+		}
+		if tt.name == "map insertion order" {
+			ref = SpecHash(envAB)
 		}
 		if got := SpecHash(s); got != ref {
 			t.Errorf("%s changed the hash", tt.name)
@@ -40,15 +45,17 @@ func TestSpecHash(t *testing.T) {
 		name   string
 		mutate func(*TaskSpec)
 	}{
-		{"version", func(s *TaskSpec) { s.K3s.Version = "v1.32.0+k3s1" }},
+		{"command", func(s *TaskSpec) { s.Command += " --debug" }},
 		{"resources", func(s *TaskSpec) { s.Resources.MemMiB++ }},
-		{"args", func(s *TaskSpec) { s.K3s.ExtraArgs = append(s.K3s.ExtraArgs, "--debug") }},
-		{"runtime", func(s *TaskSpec) { s.Runtime = RuntimeBinary }},
-		{"secret added", func(s *TaskSpec) { s.Secrets["extra"] = []byte("x") }},
+		{"fetch", func(s *TaskSpec) { s.Fetch[0].URL = "file:///opt/app/app2" }},
+		{"container", func(s *TaskSpec) { s.Container = Container{Type: ContainerDocker, Image: "x"} }},
+		{"secret added", func(s *TaskSpec) { s.Secrets["EXTRA"] = []byte("x") }},
 		{"env", func(s *TaskSpec) { s.Env["A"] = "b" }},
+		{"health check", func(s *TaskSpec) { s.HealthCheck.Path = "/healthz" }},
+		{"constraints", func(s *TaskSpec) { s.Constraints = []Constraint{{Field: "rack", Operator: OpGroupBy}} }},
 	}
 	for _, tt := range differ {
-		s := serverSpec(RuntimeDocker)
+		s := serverSpec()
 		tt.mutate(&s)
 		if SpecHash(s) == h {
 			t.Errorf("%s did not change the hash", tt.name)
@@ -56,5 +63,23 @@ func TestSpecHash(t *testing.T) {
 	}
 	if strings.Contains(h, "TOKEN") {
 		t.Errorf("hash leaks")
+	}
+}
+
+// TestSpecHashIsPinned fails when the hash of a fixed task changes: every running task of
+// every cluster would be rolled by an operator upgrade. If the change is meant, bump
+// specHashVersion and update the value here, and say in the release notes that the
+// upgrade replaces every task once.
+func TestSpecHashIsPinned(t *testing.T) {
+	const want = "83b12dc51c8f5fb7"
+	if got := SpecHash(serverSpec()); got != want {
+		t.Errorf("SpecHash(serverSpec()) = %s, pinned %s: an operator upgrade would roll every task", got, want)
+	}
+	// A field TaskSpec gains, left at its zero value, changes nothing: the hash reads an
+	// explicit projection, not the struct.
+	var zero TaskSpec
+	zero.Name, zero.Role = "server-0", "server"
+	if SpecHash(zero) != SpecHash(TaskSpec{Name: "other-1", Role: "other", Index: 1, Order: 9}) {
+		t.Errorf("identity fields entered the hash")
 	}
 }

@@ -3,6 +3,7 @@ package mesosbridge
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"strconv"
 	"strings"
 )
 
@@ -27,4 +28,23 @@ func taskNameFromID(id string) (string, bool) {
 	}
 	name := id[:i]
 	return name, dnsLabel.MatchString(name)
+}
+
+// TaskName is the stable name of a role's index-th task: <role>-<index>. Task IDs start
+// with it, so tasks reported after a restart are recognised by their IDs alone.
+func TaskName(role TaskRole, index int) string {
+	return string(role) + "-" + strconv.Itoa(index)
+}
+
+// ParseTaskName splits a task name (see TaskName) into role and index.
+func ParseTaskName(name string) (TaskRole, int, bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 {
+		return "", 0, false
+	}
+	index, err := strconv.Atoi(name[i+1:])
+	if err != nil || index < 0 || strconv.Itoa(index) != name[i+1:] || !dnsLabel.MatchString(name[:i]) {
+		return "", 0, false
+	}
+	return TaskRole(name[:i]), index, true
 }

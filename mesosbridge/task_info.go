@@ -28,8 +28,7 @@ const (
 	sandboxDataDir = "data"
 )
 
-// buildTaskInfo turns a spec and its placement into the TaskInfo to LAUNCH. The command
-// line is the same for both runtimes; only the container around it differs.
+// buildTaskInfo turns a spec and its placement into the TaskInfo to LAUNCH.
 func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskInfo, error) {
 	if err := ValidateTaskSpec(spec); err != nil {
 		return mesos.TaskInfo{}, err
@@ -40,28 +39,42 @@ func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskIn
 // taskInfoFor is buildTaskInfo for a spec already validated (the matcher validates each
 // pending spec once per round, not once per launch attempt).
 func taskInfoFor(fw FrameworkConfig, spec TaskSpec, p placement) mesos.TaskInfo {
-	var cmd *mesos.CommandInfo
-	switch spec.Role {
-	case RoleServer, RoleAgent:
-		cmd = k3sCommand(spec, p)
-	default:
-		cmd = datastoreCommand(spec, p)
-	}
 	info := mesos.TaskInfo{
 		Name:       spec.Name,
 		TaskID:     mesos.TaskID{Value: p.TaskID},
 		AgentID:    mesos.AgentID{Value: p.AgentID},
 		Resources:  p.Resources,
-		Command:    cmd,
+		Command:    commandInfo(spec, p),
 		Container:  containerInfo(spec),
 		Labels:     mesosLabels(taskLabels(fw, spec)),
 		Discovery:  discoveryInfo(fw, spec, p.Ports),
 		KillPolicy: killPolicy(spec.KillGracePeriod),
 	}
-	if spec.Role == RoleServer {
-		info.HealthCheck = serverHealthCheck(p.Ports[PortAPI])
+	if spec.HealthCheck != nil {
+		info.HealthCheck = healthCheck(*spec.HealthCheck, p.Ports)
 	}
 	return info
+}
+
+// commandInfo runs the task's script under /bin/sh after a prologue that names its data
+// directory, with its ports and environment; without a script the image's entrypoint runs.
+func commandInfo(spec TaskSpec, p placement) *mesos.CommandInfo {
+	env := merge(spec.Env, portEnv(p.Ports))
+	cmd := &mesos.CommandInfo{Environment: environment(env, spec.Secrets)}
+	for _, u := range spec.Fetch {
+		uri := mesos.CommandInfo_URI{Value: u.URL, Executable: ptr(u.Executable), Extract: ptr(u.Extract)}
+		if u.OutputFile != "" {
+			uri.OutputFile = ptr(u.OutputFile)
+		}
+		cmd.URIs = append(cmd.URIs, uri)
+	}
+	if spec.Command == "" {
+		cmd.Shell = ptr(false) // keep the image's entrypoint and arguments
+		return cmd
+	}
+	cmd.Shell = ptr(true)
+	cmd.Value = ptr(EnvDataDir + "=" + dataDirExpr(p) + "\nexport " + EnvDataDir + "\n" + spec.Command)
+	return cmd
 }
 
 // taskLabels let the bridge and the rollout recognise a task after a restart: which
@@ -101,22 +114,45 @@ func killPolicy(grace time.Duration) *mesos.KillPolicy {
 	return &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: grace.Nanoseconds()}}
 }
 
-// containerInfo is nil for the Binary runtime (a plain command task under the Mesos
-// containerizer) and a privileged Docker container otherwise: K3s manages cgroups,
-// mounts and iptables, which an unprivileged container cannot.
+// healthCheck is the Mesos health check of a spec's check, on the port it names.
+func healthCheck(h HealthCheck, ports map[string]uint32) *mesos.HealthCheck {
+	hc := &mesos.HealthCheck{
+		DelaySeconds:        ptr(h.Delay.Seconds()),
+		IntervalSeconds:     ptr(h.Interval.Seconds()),
+		TimeoutSeconds:      ptr(h.Timeout.Seconds()),
+		ConsecutiveFailures: ptr(uint32(h.ConsecutiveFailures)),
+		GracePeriodSeconds:  ptr(h.GracePeriod.Seconds()),
+	}
+	port := ports[h.Port]
+	switch h.Protocol {
+	case HealthTCP:
+		hc.Type = mesos.HealthCheck_TCP
+		hc.TCP = &mesos.HealthCheck_TCPCheckInfo{Port: port}
+	default:
+		scheme := "http"
+		if h.Protocol == HealthHTTPS {
+			scheme = "https"
+		}
+		hc.Type = mesos.HealthCheck_HTTP
+		hc.HTTP = &mesos.HealthCheck_HTTPCheckInfo{Scheme: ptr(scheme), Port: port, Path: ptr(h.Path)}
+	}
+	return hc
+}
+
+// containerInfo is nil for a plain command task, and a Docker container otherwise.
 func containerInfo(spec TaskSpec) *mesos.ContainerInfo {
-	if spec.Runtime != RuntimeDocker {
+	if spec.Container.Type != ContainerDocker {
 		return nil
 	}
 	docker := &mesos.ContainerInfo_DockerInfo{
-		Image:      dockerImage(spec.Image, spec.K3s.Version),
-		Network:    mesos.ContainerInfo_DockerInfo_HOST.Enum(),
-		Privileged: ptr(true),
+		Image:   spec.Container.Image,
+		Network: mesos.ContainerInfo_DockerInfo_HOST.Enum(),
 	}
-	if spec.Role != RoleDatastore {
-		// K3s keeps sockets and the containerd state under /run; the stock image expects
-		// tmpfs there, as `docker run --tmpfs /run --tmpfs /var/run rancher/k3s` does.
-		docker.Parameters = []mesos.Parameter{{Key: "tmpfs", Value: "/run"}, {Key: "tmpfs", Value: "/var/run"}}
+	if spec.Container.Privileged {
+		docker.Privileged = ptr(true)
+	}
+	for _, path := range spec.Container.Tmpfs {
+		docker.Parameters = append(docker.Parameters, mesos.Parameter{Key: "tmpfs", Value: path})
 	}
 	c := &mesos.ContainerInfo{Type: mesos.ContainerInfo_DOCKER.Enum(), Docker: docker}
 	if spec.NetworkMode == NetworkCNI {
@@ -127,42 +163,29 @@ func containerInfo(spec TaskSpec) *mesos.ContainerInfo {
 	return c
 }
 
-// dockerImage appends the tag derived from the K3s version (v1.31.4+k3s1 -> v1.31.4-k3s1,
-// as rancher/k3s tags it, '+' being invalid in tags) unless the image is already pinned.
-func dockerImage(image, version string) string {
-	if imageHasTag(image) || version == "" {
-		return image
-	}
-	return image + ":" + strings.ReplaceAll(version, "+", "-")
-}
-
-// imageHasTag reports a tag or digest; a ':' before the last '/' is a registry port.
-func imageHasTag(image string) bool {
-	if strings.Contains(image, "@") {
-		return true
-	}
-	return strings.LastIndexByte(image, ':') > strings.LastIndexByte(image, '/')
-}
-
 // dataDirExpr is the shell expression of the task's data directory: on its persistent
 // volume when it has one, in the sandbox otherwise. Relative volume paths are mounted
-// under the sandbox by both containerizers, so one expression serves both runtimes.
+// under the sandbox by both containerizers, so one expression serves both. Volume paths
+// are validated to need no quoting.
 func dataDirExpr(p placement) string {
 	rel := sandboxDataDir
 	if p.VolumePath != "" {
 		rel = p.VolumePath
 	}
-	return `"$MESOS_SANDBOX"/` + shellQuote(rel)
+	return `"$MESOS_SANDBOX"/` + rel
 }
 
-// portEnv exposes each port as PORT_<NAME> (Marathon's convention) for scripts and logs.
+// portEnv exposes each port as PORT_<NAME>.
 func portEnv(ports map[string]uint32) map[string]string {
 	env := make(map[string]string, len(ports))
 	for name, port := range ports {
-		env["PORT_"+envSuffix(name)] = strconv.FormatUint(uint64(port), 10)
+		env[portVar(name)] = strconv.FormatUint(uint64(port), 10)
 	}
 	return env
 }
+
+// portVar is the variable carrying a named port's number.
+func portVar(name string) string { return EnvPortPrefix + envSuffix(name) }
 
 // envSuffix upper-cases a name and replaces what env names cannot hold with '_'.
 func envSuffix(s string) string {

@@ -12,18 +12,9 @@ var (
 	// Task and port names end up in task IDs, DNS names (Mesos-DNS) and env var names.
 	dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// volumePathChars need no shell quoting, so the command prologue can name the path bare.
+	volumePathChars = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
 )
-
-// k3sSecretKeys are the keys a K3s task accepts in TaskSpec.Secrets.
-var k3sSecretKeys = map[string]bool{
-	SecretToken: true, SecretDatastoreEndpoint: true,
-	SecretServerCACert: true, SecretServerCAKey: true,
-	SecretClientCACert: true, SecretClientCAKey: true,
-	SecretRequestHeaderCACert: true, SecretRequestHeaderCAKey: true,
-	SecretEtcdPeerCACert: true, SecretEtcdPeerCAKey: true,
-	SecretEtcdServerCACert: true, SecretEtcdServerCAKey: true,
-	SecretServiceKey: true,
-}
 
 // ValidateTaskSpec reports every problem that would stop the task from being launched,
 // so the controller can surface it instead of the bridge retrying an impossible launch.
@@ -47,25 +38,20 @@ func ValidateTaskSpec(s TaskSpec) error {
 	if err := ValidateConstraints(s.Constraints); err != nil {
 		errs = append(errs, err)
 	}
-	switch s.Runtime {
-	case RuntimeDocker:
-		if s.Image == "" {
-			bad("runtime Docker needs an image")
-		} else if !imageHasTag(s.Image) && s.Role != RoleDatastore && s.K3s.Version == "" {
-			bad("image %q has no tag and no K3s version to derive it from", s.Image)
+	switch s.Container.Type {
+	case ContainerDocker:
+		if s.Container.Image == "" {
+			bad("a Docker container needs an image")
 		}
-	case RuntimeBinary:
-		if s.Role == RoleDatastore {
-			bad("datastore tasks run an image: runtime must be Docker")
-		}
-		if s.BinaryURL == "" {
-			bad("runtime Binary needs a binary URL")
+	case ContainerNone:
+		if s.Command == "" {
+			bad("a command task needs a command")
 		}
 		if s.NetworkMode == NetworkCNI {
-			bad("runtime Binary runs with Host networking")
+			bad("a command task without a container runs with Host networking")
 		}
 	default:
-		bad("runtime %q must be Docker or Binary", s.Runtime)
+		bad("container type %q must be Docker or none", s.Container.Type)
 	}
 	switch s.NetworkMode {
 	case NetworkHost, "":
@@ -81,48 +67,50 @@ func ValidateTaskSpec(s TaskSpec) error {
 			bad("volume size must be > 0")
 		}
 		if v.ContainerPath == "" || path.IsAbs(v.ContainerPath) || path.Clean(v.ContainerPath) != v.ContainerPath ||
-			strings.HasPrefix(v.ContainerPath, "..") {
-			bad("volume container path %q must be a clean path relative to the sandbox", v.ContainerPath)
+			strings.HasPrefix(v.ContainerPath, "..") || !volumePathChars.MatchString(v.ContainerPath) {
+			bad("volume container path %q must be a clean path relative to the sandbox (letters, digits, . _ / -)", v.ContainerPath)
 		}
+	}
+	for _, u := range s.Fetch {
+		if u.URL == "" {
+			bad("a fetch URI needs a URL")
+		}
+		if strings.Contains(u.OutputFile, "/") || u.OutputFile == ".." {
+			bad("fetch output file %q must be a plain file name", u.OutputFile)
+		}
+	}
+	if h := s.HealthCheck; h != nil {
+		switch h.Protocol {
+		case HealthHTTP, HealthHTTPS, HealthTCP:
+		default:
+			bad("health check protocol %q must be HTTP, HTTPS or TCP", h.Protocol)
+		}
+		if !seenPort[h.Port] {
+			bad("health check port %q is not one of the task's ports", h.Port)
+		}
+	}
+	reserved := func(name string) bool {
+		return name == EnvDataDir || strings.HasPrefix(name, EnvPortPrefix) || strings.HasPrefix(name, "MESOS_")
 	}
 	for k := range s.Env {
 		if !envName.MatchString(k) {
 			bad("env name %q is not a valid variable name", k)
+		} else if reserved(k) {
+			bad("env name %q is reserved for what Mesos and the bridge set", k)
 		}
 	}
-
-	switch s.Role {
-	case RoleServer, RoleAgent:
-		for k := range s.Secrets {
-			if !k3sSecretKeys[k] {
-				bad("secret key %q is not one a K3s task understands", k)
-			}
+	for k := range s.Secrets {
+		if !envName.MatchString(k) {
+			bad("secret name %q is not a valid variable name", k)
+		} else if reserved(k) {
+			bad("secret name %q is reserved for what Mesos and the bridge set", k)
 		}
-		if len(s.Secrets[SecretToken]) == 0 {
-			bad("a K3s task needs the join token in secrets[%q]", SecretToken)
+		if _, clash := s.Env[k]; clash {
+			bad("env %q is also a secret", k)
 		}
-		if s.Role == RoleServer && !seenPort[PortAPI] {
-			bad("a server needs the %q port", PortAPI)
-		}
-		if s.Role == RoleAgent && s.K3s.ServerURL == "" {
-			bad("an agent needs the server URL")
-		}
-		for _, n := range secretEnvNames(s) {
-			if _, clash := s.Env[n]; clash {
-				bad("env %q would shadow a secret", n)
-			}
-		}
-	case RoleDatastore:
-		for k := range s.Secrets {
-			if !envName.MatchString(k) {
-				bad("datastore secret key %q must be an env var name", k)
-			}
-			if _, clash := s.Env[k]; clash {
-				bad("env %q is also a secret", k)
-			}
-		}
-	default:
-		bad("role %q must be server, agent or datastore", s.Role)
+	}
+	if s.Name != TaskName(s.Role, s.Index) {
+		bad("name %q must be %q: <role>-<index>, the scheme the bridge recognises its tasks by", s.Name, TaskName(s.Role, s.Index))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -1,17 +1,10 @@
-// Package mesosbridge is everything the operator knows about Mesos: one scheduler framework
-// per K3s cluster, offer matching, TaskInfo builders and task state tracking.
-//
-// The controller talks to it only through the plain Go types in this file (FrameworkConfig,
-// TaskSpec, Observed, ObservedTask): no mesos-go type crosses that line, so the controller
-// can be tested without Mesos and the Mesos side can change without touching the API types.
-// The bridge, in turn, never imports the operator's api/ or controllers/ packages.
 package mesosbridge
 
 import (
 	"time"
 )
 
-// ClusterKey identifies one K3s cluster, and therefore one framework.
+// ClusterKey identifies one cluster, and therefore one framework.
 type ClusterKey struct {
 	Namespace string
 	Name      string
@@ -35,6 +28,11 @@ type FrameworkConfig struct {
 	// so a cluster re-created under the same name never adopts its predecessor's tasks.
 	ClusterUID string
 
+	// Name is the framework's name in Mesos (its UI, /state, logs).
+	Name string
+	// User is the Unix user the tasks run as, unless a task says otherwise.
+	User string
+
 	// Role is the Mesos role the framework subscribes with (MULTI_ROLE, one role).
 	Role string
 	// Principal and Secret are the framework credentials; both empty means no authentication.
@@ -57,24 +55,31 @@ func (c FrameworkConfig) Key() ClusterKey {
 	return ClusterKey{Namespace: c.ClusterNamespace, Name: c.ClusterName}
 }
 
-// TaskRole is the part a task plays in the cluster.
+// TaskRole is the group a task belongs to (the controller's server, agent, ...):
+// constraints count the siblings of one role, and task names are <role>-<index>.
 type TaskRole string
 
-const (
-	RoleServer    TaskRole = "server"
-	RoleAgent     TaskRole = "agent"
-	RoleDatastore TaskRole = "datastore"
-)
-
-// Runtime is how a task is run on the Mesos agent.
-type Runtime string
+// ContainerType is how Mesos runs a task.
+type ContainerType string
 
 const (
-	// RuntimeDocker runs an image through the Docker containerizer, privileged.
-	RuntimeDocker Runtime = "Docker"
-	// RuntimeBinary runs a plain command task; the Mesos fetcher brings the binary.
-	RuntimeBinary Runtime = "Binary"
+	// ContainerNone is a plain command task under the Mesos containerizer, on the agent
+	// host's own filesystem.
+	ContainerNone ContainerType = ""
+	// ContainerDocker runs Container.Image with the Docker containerizer.
+	ContainerDocker ContainerType = "Docker"
 )
+
+// Container is what runs around the task's command.
+type Container struct {
+	Type ContainerType
+	// Image is the full image reference (with tag or digest).
+	Image string
+	// Privileged gives a Docker container every capability and device.
+	Privileged bool
+	// Tmpfs are mount points inside a Docker container that get a fresh tmpfs.
+	Tmpfs []string
+}
 
 // NetworkMode is the network a task joins.
 type NetworkMode string
@@ -92,15 +97,6 @@ type Resources struct {
 	DiskMiB float64 // sandbox disk; a persistent volume is requested with TaskSpec.Volume
 }
 
-// PortAPI is the port name a server must have: its HTTPS port, serving both the
-// Kubernetes API and the K3s supervisor (--https-listen-port). Other names are free.
-const PortAPI = "api"
-
-// PortAPIServer is K3s's internal kube-apiserver port, which K3s always puts at the API
-// port + 1. A server lists it right after PortAPI so that Mesos gives the task both (a
-// task's ports are one consecutive run) and offers neither to another task.
-const PortAPIServer = "apiserver"
-
 // Constraint is a Marathon-style placement constraint over "hostname" or an agent attribute.
 type Constraint struct {
 	Field    string
@@ -111,98 +107,97 @@ type Constraint struct {
 // VolumeRequest asks for a Mesos persistent volume that outlives the task.
 type VolumeRequest struct {
 	SizeMiB float64
-	// ContainerPath is relative to the sandbox (Mesos requires that for command tasks);
-	// the K3s data directory lives there.
+	// ContainerPath is relative to the sandbox (Mesos requires that for command tasks).
 	ContainerPath string
 	// AgentID pins the task to the agent that holds its existing volume (the controller
 	// knows it from the task's last placement). Empty: place anywhere and create a volume.
 	AgentID string
 }
 
-// K3sSettings shape the K3s command line. They are ignored for datastore tasks.
-type K3sSettings struct {
-	Version string // e.g. v1.31.4+k3s1; picks the image tag for the Docker runtime
-	// ServerURL is the server agents (and joining servers) register with.
-	ServerURL string
-	// ClusterInit starts embedded etcd on the first server (--cluster-init).
-	ClusterInit bool
-	NodeName    string // --node-name; empty lets K3s use the host name
-	TLSSANs     []string
-	ClusterCIDR string
-	ServiceCIDR string
-	ClusterDNS  string
-	// ClusterDomain, e.g. cluster.local.
-	ClusterDomain string
-	// DatastoreEndpoint without credentials; an endpoint with credentials goes into
-	// TaskSpec.Secrets[SecretDatastoreEndpoint] instead.
-	DatastoreEndpoint string
-	NodeLabels        map[string]string
-	NodeTaints        []string // key=value:Effect, as K3s takes them
-	ExtraArgs         []string // appended verbatim (quoted) after the generated flags
+// FetchURI is something the Mesos fetcher brings into the sandbox before the command runs.
+type FetchURI struct {
+	URL        string
+	Executable bool
+	Extract    bool
+	// OutputFile names the fetched file in the sandbox (default: the URL's base name).
+	OutputFile string
 }
 
-// Secret keys a K3s task understands in TaskSpec.Secrets. TLS keys are paths relative to
-// <data-dir>/server/tls/, where K3s looks for its CAs before its first start.
+// HealthCheckProtocol is how Mesos checks a task's health.
+type HealthCheckProtocol string
+
 const (
-	SecretToken               = "token"              // K3S_TOKEN
-	SecretDatastoreEndpoint   = "datastore-endpoint" // K3S_DATASTORE_ENDPOINT
-	SecretServerCACert        = "server-ca.crt"
-	SecretServerCAKey         = "server-ca.key"
-	SecretClientCACert        = "client-ca.crt"
-	SecretClientCAKey         = "client-ca.key"
-	SecretRequestHeaderCACert = "request-header-ca.crt"
-	SecretRequestHeaderCAKey  = "request-header-ca.key"
-	SecretEtcdPeerCACert      = "etcd/peer-ca.crt"
-	SecretEtcdPeerCAKey       = "etcd/peer-ca.key"
-	SecretEtcdServerCACert    = "etcd/server-ca.crt"
-	SecretEtcdServerCAKey     = "etcd/server-ca.key"
-	SecretServiceKey          = "service.key"
+	HealthHTTP  HealthCheckProtocol = "HTTP"
+	HealthHTTPS HealthCheckProtocol = "HTTPS" // the certificate is not verified by Mesos
+	HealthTCP   HealthCheckProtocol = "TCP"
 )
 
-// TaskSpec is one task the controller wants running, in the bridge's own vocabulary.
+// HealthCheck is a Mesos health check of one of the task's ports.
+type HealthCheck struct {
+	Protocol HealthCheckProtocol
+	Port     string // one of TaskSpec.Ports
+	Path     string // HTTP(S) only; 200-399 is healthy
+	// Delay before the first check, Interval between checks, Timeout of each.
+	Delay, Interval, Timeout time.Duration
+	// GracePeriod is how long failures are ignored after the start; ConsecutiveFailures
+	// after it kill the task.
+	GracePeriod         time.Duration
+	ConsecutiveFailures int
+}
+
+// Variables the bridge sets for every command: the task's data directory and its ports.
+const (
+	// EnvDataDir names the task's data directory: its persistent volume when it has one,
+	// <sandbox>/data otherwise. The command creates it if it needs it.
+	EnvDataDir = "DATA_DIR"
+	// EnvPortPrefix starts the variable of each named port: PORT_<NAME> (Marathon's
+	// convention), the name upper-cased with '-' as '_'.
+	EnvPortPrefix = "PORT_"
+)
+
+// TaskSpec is one task the controller wants running: a generic Mesos task.
 type TaskSpec struct {
-	Name  string // server-0, agent-3, datastore-0: stable across relaunches
+	Name  string // <role>-<index>, stable across relaunches
 	Role  TaskRole
 	Index int
 
 	// Order is the task's position in the launch plan. Within one offer round a task is
 	// only placed once every pending task with a lower Order has been placed, so offers
-	// never let an agent overtake a server. Gating on "running/healthy" (servers one at a
-	// time, agents after the first server) is the controller's: it passes a task only once
-	// the plan allows launching it.
+	// never let a later step overtake an earlier one. Gating on "running/healthy" is the
+	// controller's: it passes a task only once the plan allows launching it.
 	Order int
 
 	Resources Resources
-	// Ports are the names of the host ports the task needs, taken from offered ranges.
+	// Ports are the names of the host ports the task needs, taken from offered ranges as
+	// one run of consecutive numbers, in this order.
 	Ports       []string
 	Constraints []Constraint
 
-	Runtime   Runtime
-	Image     string // Docker image without tag (tag derived from K3s.Version) or fully pinned
-	BinaryURL string // Binary runtime: fetched by the Mesos fetcher as ./k3s
-
-	K3s K3sSettings
-	// Command is the shell command of a datastore task (trusted, written by the controller);
-	// it sees $PORT_<NAME> for its ports and $DATA_DIR. Ignored for K3s roles.
+	Container Container
+	// Command is the /bin/sh script the task runs; empty runs the image's own entrypoint
+	// (Docker only). It sees $DATA_DIR, $PORT_<NAME> and the variables below.
 	Command string
-	// Env is plain environment. Nothing secret here: the master's /state shows it.
+	// Fetch is what the Mesos fetcher brings into the sandbox first.
+	Fetch []FetchURI
+	// Env is plain environment. Nothing secret here: the master's /state may show it.
 	Env map[string]string
-	// Secrets are delivered as Mesos SECRET environment variables, never as plain ones.
-	// K3s roles accept the Secret* keys above; datastore tasks use env var names as keys.
+	// Secrets are environment variables delivered as Mesos secrets, never as plain ones.
 	Secrets map[string][]byte
+
+	HealthCheck *HealthCheck
 
 	NetworkMode NetworkMode
 	NetworkName string
 
-	// Volume, when set, holds the data directory on a persistent volume; otherwise the
-	// data lives in the sandbox and is lost with the task.
+	// Volume, when set, holds $DATA_DIR on a persistent volume; otherwise the data lives
+	// in the sandbox and is lost with the task.
 	Volume *VolumeRequest
 
 	// KillGracePeriod is how long Mesos waits between SIGTERM and SIGKILL (0: default).
 	KillGracePeriod time.Duration
 
-	// SpecHash identifies the spec that shaped the task (see SpecHash); it is written to the
-	// task's labels so the rollout can find out-of-date tasks.
+	// SpecHash identifies what the task runs (see SpecHash); it is written to the task's
+	// labels so the rollout can find out-of-date tasks.
 	SpecHash string
 }
 
@@ -255,18 +250,6 @@ type ObservedTask struct {
 	// the master lost its agent): repeated updates of the same state, such as answers to
 	// reconciliation, do not move it.
 	StateSince time.Time
-	// Previous is how the task this one replaced under the same name ended, so that a
-	// quick relaunch does not hide a failure from the controller (restart counts, events).
-	Previous *TaskEnd
-}
-
-// TaskEnd is the terminal state of a task that has been replaced.
-type TaskEnd struct {
-	TaskID  string
-	State   TaskState
-	Reason  string
-	Message string
-	At      time.Time
 }
 
 // ConnectionReason says why the framework is, or is not, connected (MesosConnected).

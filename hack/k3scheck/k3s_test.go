@@ -1,7 +1,9 @@
-// Package k3scheck proves, on the real K3s binary (bin/k3s), what the operator relies on:
-// a K3s server adopts the CAs written under <data-dir>/server/tls/ before its first start,
-// serves with a certificate from our server CA, accepts an admin client certificate from
-// our client CA, and refuses anonymous users and certificates from other CAs.
+// Package k3scheck proves, on the real K3s binary (bin/k3s), what the operator relies on,
+// running the very script the operator renders (package k3s) under /bin/sh as a task
+// runner would: a K3s server adopts the CAs the script writes under <data-dir>/server/tls/
+// before its first start, serves with a certificate from our server CA, accepts an admin
+// client certificate from our client CA, and refuses anonymous users and certificates
+// from other CAs; no secret is on its command line.
 package k3scheck
 
 import (
@@ -13,12 +15,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/k3s"
 )
 
 const (
@@ -28,15 +31,15 @@ const (
 
 func TestK3sServerUsesOperatorPKI(t *testing.T) {
 	binary := k3sBinary(t)
-	dataDir := t.TempDir()
+	sandbox := t.TempDir()
 	pki := newClusterPKI(t)
-	pki.install(t, dataDir)
 	token := pki.secureToken(t)
 	port := freePortPair(t)
 	endpoint := "https://127.0.0.1:" + strconv.Itoa(port)
+	server := renderServer(t, binary, pki.serverPKI(t), token)
 
 	started := time.Now()
-	k3s := startK3s(t, binary, filepath.Join(dataDir, "k3s.log"), serverArgs(dataDir, port, token)...)
+	k3s := startK3s(t, server, sandbox, port)
 	stopped := false
 	stop := func() {
 		if !stopped {
@@ -122,6 +125,20 @@ func TestK3sServerUsesOperatorPKI(t *testing.T) {
 			t.Errorf("token %q does not carry the hash of /cacerts", token)
 		}
 	})
+	t.Run("no secret on the command line", func(t *testing.T) {
+		line, err := k3s.cmdline()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(line, " server ") {
+			t.Fatalf("the script did not exec K3s: %q", line)
+		}
+		for name, value := range server.Secrets {
+			if strings.Contains(line, strings.TrimSpace(string(value))) {
+				t.Errorf("secret %s is on K3s's command line", name)
+			}
+		}
+	})
 	t.Run("controller manager runs without its HTTPS port", func(t *testing.T) {
 		// The service account controller creates default/default.
 		if err := waitFor(k3s, startTimeout, func() error {
@@ -144,35 +161,33 @@ func TestK3sServerUsesOperatorPKI(t *testing.T) {
 	stop()
 }
 
-// serverArgs is the k3s server command line under test: the one the operator runs, minus
-// everything that needs an agent or root, and without fixed host ports.
-func serverArgs(dataDir string, port int, token string) []string {
-	return []string{
-		"server",
-		"--data-dir", dataDir,
-		"--token", token,
-		// The supervisor and API proxy listen here; kube-apiserver itself on port+1.
-		"--https-listen-port", strconv.Itoa(port),
-		// Not --advertise-address 127.0.0.1: the API server would then fail every 10 s to
-		// publish a loopback address in the kubernetes Service's Endpoints. Left out, it
-		// advertises the host's address, where nothing listens; only the Service points there.
-		"--bind-address", "127.0.0.1",
-		"--tls-san", "127.0.0.1",
-		// Without it K3s, running as root, writes /etc/rancher/k3s/k3s.yaml.
-		"--write-kubeconfig", filepath.Join(dataDir, "kubeconfig.yaml"),
-		"--write-kubeconfig-mode", "644",
-		// No kubelet or container runtime here; also what lets K3s run without root.
-		"--disable-agent",
-		// The packaged add-ons would only wait for a node to run on.
-		"--disable", "traefik,servicelb,metrics-server,local-storage,coredns",
-		// The embedded controller managers serve their own HTTPS on fixed loopback ports
-		// (10257, 10258 and, once a node exists, the scheduler's 10259): two K3s servers on
-		// one host, e.g. this test next to the playground, would collide and the second
-		// would die. Port 0 turns that serving off; the controllers still run.
-		"--kube-controller-manager-arg", "secure-port=0",
-		"--kube-cloud-controller-manager-arg", "secure-port=0",
-		"--kube-scheduler-arg", "secure-port=0",
+// renderServer is the operator's server process (package k3s) with what this check needs
+// on top, as a user would add it through spec.servers.args.
+func renderServer(t *testing.T, binary string, pki *k3s.ServerPKI, token string) k3s.Process {
+	t.Helper()
+	p, err := k3s.Server{
+		Common: k3s.Common{
+			Executable: binary,
+			NodeName:   "k3scheck-server-0",
+			ExtraArgs: []string{
+				// Not --advertise-address 127.0.0.1: the API server would then fail every 10 s
+				// to publish a loopback address in the kubernetes Service's Endpoints. Left
+				// out, it advertises the host's address, where nothing listens; only the
+				// Service points there.
+				"--bind-address=127.0.0.1",
+				"--write-kubeconfig-mode=644",
+				// The packaged add-ons would only wait for a node to run on.
+				"--disable=traefik,servicelb,metrics-server,local-storage,coredns",
+			},
+		},
+		TLSSANs: []string{"127.0.0.1"},
+		Token:   token,
+		PKI:     pki,
+	}.Process()
+	if err != nil {
+		t.Fatal(err)
 	}
+	return p
 }
 
 func httpsClient(roots *x509.CertPool, cert *tls.Certificate) *http.Client {

@@ -12,10 +12,10 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/k3s"
 )
 
 // certAuthority is a CA with its key, as the operator keeps it in the <name>-ca Secret.
@@ -76,16 +76,14 @@ func (ca *certAuthority) pool() *x509.CertPool {
 	return p
 }
 
-// writeTo stores the CA as <dir>/<name>.crt and <dir>/<name>.key, the file names K3s
-// looks for before it would generate its own.
-func (ca *certAuthority) writeTo(t *testing.T, dir, name string) {
+// keyPair is the CA as PEM, the form the operator hands to K3s.
+func (ca *certAuthority) keyPair(t *testing.T) k3s.KeyPair {
 	t.Helper()
 	der, err := x509.MarshalECPrivateKey(ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeSecretFile(t, filepath.Join(dir, name+".crt"), ca.certPEM)
-	writeSecretFile(t, filepath.Join(dir, name+".key"), pemBlock("EC PRIVATE KEY", der))
+	return k3s.KeyPair{Cert: ca.certPEM, Key: pemBlock("EC PRIVATE KEY", der)}
 }
 
 // clusterPKI is what the operator hands to a K3s server before its first start.
@@ -110,17 +108,14 @@ func newClusterPKI(t *testing.T) *clusterPKI {
 	}
 }
 
-// install writes the PKI into <dataDir>/server/tls/ with K3s's own layout.
-func (p *clusterPKI) install(t *testing.T, dataDir string) {
+// serverPKI is the PKI as the operator renders it for a server (k3s.ServerPKI).
+func (p *clusterPKI) serverPKI(t *testing.T) *k3s.ServerPKI {
 	t.Helper()
-	tlsDir := filepath.Join(dataDir, "server", "tls")
-	p.serverCA.writeTo(t, tlsDir, "server-ca")
-	p.clientCA.writeTo(t, tlsDir, "client-ca")
-	p.requestHeaderCA.writeTo(t, tlsDir, "request-header-ca")
-	p.etcdPeerCA.writeTo(t, filepath.Join(tlsDir, "etcd"), "peer-ca")
-	p.etcdServerCA.writeTo(t, filepath.Join(tlsDir, "etcd"), "server-ca")
-	writeSecretFile(t, filepath.Join(tlsDir, "service.key"),
-		pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(p.serviceAccountKey)))
+	return &k3s.ServerPKI{
+		ServerCA: p.serverCA.keyPair(t), ClientCA: p.clientCA.keyPair(t), RequestHeaderCA: p.requestHeaderCA.keyPair(t),
+		EtcdPeerCA: p.etcdPeerCA.keyPair(t), EtcdServerCA: p.etcdServerCA.keyPair(t),
+		ServiceAccountKey: pemBlock("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(p.serviceAccountKey)),
+	}
 }
 
 // secureToken is K3s's full join token, K10<sha256 of the server CA bundle>::server:<secret>;
@@ -159,14 +154,4 @@ func serial(t *testing.T) *big.Int {
 
 func pemBlock(kind string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der})
-}
-
-func writeSecretFile(t *testing.T, path string, data []byte) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

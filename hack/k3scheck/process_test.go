@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/k3s"
 )
 
 // k3sProcess is a K3s server running in its own process group, so stopping it also
@@ -25,13 +27,29 @@ type k3sProcess struct {
 	err     error // valid once exited is closed
 }
 
-func startK3s(t *testing.T, binary, logPath string, args ...string) *k3sProcess {
+// startK3s runs the rendered process the way a task runner does: its script under
+// /bin/sh -c, in a sandbox directory, with $DATA_DIR, $PORT_<NAME> for its consecutive
+// ports from port, and its variables and secrets in the environment. The script execs
+// K3s, so the process is K3s itself.
+func startK3s(t *testing.T, p k3s.Process, sandbox string, port int) *k3sProcess {
 	t.Helper()
+	logPath := filepath.Join(sandbox, "k3s.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command("/bin/sh", "-c", p.Script)
+	cmd.Dir = sandbox
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "MESOS_SANDBOX=" + sandbox, "DATA_DIR=" + filepath.Join(sandbox, "data")}
+	for i, name := range p.Ports {
+		cmd.Env = append(cmd.Env, "PORT_"+strings.ToUpper(name)+"="+strconv.Itoa(port+i))
+	}
+	for k, v := range p.Env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	for k, v := range p.Secrets {
+		cmd.Env = append(cmd.Env, k+"="+string(v))
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Pdeathsig: if the test binary dies without cleaning up, K3s goes with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -39,9 +57,15 @@ func startK3s(t *testing.T, binary, logPath string, args ...string) *k3sProcess 
 		t.Fatal(err)
 	}
 	logFile.Close()
-	p := &k3sProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
-	return p
+	proc := &k3sProcess{cmd: cmd, logPath: logPath, exited: make(chan struct{})}
+	go func() { proc.err = cmd.Wait(); close(proc.exited) }()
+	return proc
+}
+
+// cmdline is the process's command line as any local user can read it.
+func (p *k3sProcess) cmdline() (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.cmd.Process.Pid))
+	return strings.ReplaceAll(string(b), "\x00", " "), err
 }
 
 func (p *k3sProcess) running() error {

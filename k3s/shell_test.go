@@ -1,4 +1,4 @@
-package mesosbridge
+package k3s
 
 import (
 	"os/exec"

@@ -1,0 +1,188 @@
+package k3s
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Port names a server asks for. PortAPI is its HTTPS port, serving both the Kubernetes
+// API and the K3s supervisor (--https-listen-port). K3s always puts its internal
+// kube-apiserver at that port + 1 (seen on the real binary), so PortAPIServer follows it
+// and the task must own both.
+const (
+	PortAPI       = "api"
+	PortAPIServer = "apiserver"
+)
+
+// Common is what servers and agents share.
+type Common struct {
+	// Executable is the shell word that runs K3s: "k3s" on the PATH of the stock image,
+	// or the path of a fetched binary (a shell expression such as "$MESOS_SANDBOX"/k3s).
+	Executable string
+	// NodeName is --node-name; node names must be unique in the cluster however the tasks
+	// are placed, so the controller always sets one.
+	NodeName   string
+	NodeLabels map[string]string
+	NodeTaints []string // key=value:Effect
+	// ExtraArgs are appended verbatim (each one shell word) after the generated flags.
+	ExtraArgs []string
+	// Env is extra plain environment for the process.
+	Env map[string]string
+}
+
+// Server is a K3s server (control plane only: --disable-agent).
+type Server struct {
+	Common
+	// ClusterInit starts embedded etcd as its first member (--cluster-init).
+	ClusterInit bool
+	// JoinURL is the server a joining server registers with (--server); empty for the
+	// first one.
+	JoinURL string
+	// TLSSANs are extra names for the serving certificate (--tls-san).
+	TLSSANs                                             []string
+	ClusterCIDR, ServiceCIDR, ClusterDNS, ClusterDomain string
+	// DatastoreEndpoint is a --datastore-endpoint without credentials; one with
+	// credentials goes into DatastoreEndpointSecret instead.
+	DatastoreEndpoint       string
+	DatastoreEndpointSecret []byte
+
+	// Token is the cluster's join token (K10<ca-hash>::server:<secret>).
+	Token string
+	// PKI is written under <data-dir>/server/tls/ before the first start; nil lets K3s
+	// generate its own CAs (only for tests of K3s itself).
+	PKI *ServerPKI
+}
+
+// Server health: K3s answers an anonymous /readyz with 401 (seen on the real binary),
+// but its supervisor's /ping answers "pong" without credentials on the same port.
+const (
+	serverHealthGrace    = 300 * time.Second // first start: image pull, etcd bootstrap, CRDs
+	serverHealthInterval = 10 * time.Second
+	serverHealthTimeout  = 5 * time.Second
+	serverHealthDelay    = 5 * time.Second
+	serverHealthFailures = 3
+)
+
+// fixedPortListenersOff turns off the listeners of the controller-manager, the
+// cloud-controller-manager and the scheduler, which would otherwise take the fixed ports
+// 10257, 10258 and 10259 that two servers on one host would fight over; they run the
+// same without them.
+var fixedPortListenersOff = []string{
+	"--kube-controller-manager-arg=secure-port=0",
+	"--kube-cloud-controller-manager-arg=secure-port=0",
+	"--kube-scheduler-arg=secure-port=0",
+}
+
+// Process renders the server.
+func (s Server) Process() (Process, error) {
+	if err := s.validate(); err != nil {
+		return Process{}, err
+	}
+	secrets := map[string][]byte{EnvToken: []byte(s.Token)}
+	if len(s.DatastoreEndpointSecret) > 0 {
+		secrets[EnvDatastoreEndpoint] = s.DatastoreEndpointSecret
+	}
+	var sc script
+	sc.preamble()
+	if s.PKI != nil {
+		files := s.PKI.files()
+		// A file K3s already has is never replaced: the CAs are the cluster's identity and
+		// K3s itself may have rotated what it derives from them.
+		sc.line(`write_once() { [ -e "$2" ] || { printf '%s' "$1" > "$2.tmp" && mv "$2.tmp" "$2"; }; }`)
+		sc.line(`mkdir -p "$DATA_DIR/server/tls/etcd"`)
+		var vars []string
+		for _, f := range files {
+			// Secret values are expanded only as arguments of printf, a shell builtin, so
+			// they never appear in a process list through this script.
+			sc.line(`write_once "$`, f.secretVar(), `" "$DATA_DIR/server/tls/"`, shellQuote(f.path))
+			secrets[f.secretVar()] = f.data
+			vars = append(vars, f.secretVar())
+		}
+		sc.line("unset ", strings.Join(vars, " "))
+	}
+	var a args
+	a.literal("server")
+	a.addExpr("data-dir", "$DATA_DIR")
+	// K3s writes an admin kubeconfig to /etc/rancher/k3s/ unless told otherwise: keep it
+	// in the task's data directory, not on the shared host.
+	a.addExpr("write-kubeconfig", "$DATA_DIR/kubeconfig.yaml")
+	a.addExpr("https-listen-port", "$"+portVar(PortAPI))
+	if s.ClusterInit {
+		a.literal("--cluster-init")
+	}
+	a.literal(fixedPortListenersOff...)
+	a.add("server", s.JoinURL)
+	a.add("node-name", s.NodeName)
+	for _, san := range s.TLSSANs {
+		a.add("tls-san", san)
+	}
+	a.add("cluster-cidr", s.ClusterCIDR)
+	a.add("service-cidr", s.ServiceCIDR)
+	a.add("cluster-dns", s.ClusterDNS)
+	a.add("cluster-domain", s.ClusterDomain)
+	a.add("datastore-endpoint", s.DatastoreEndpoint)
+	// Servers run the control plane only: workloads go to agents, which Mesos sizes and
+	// places separately, and a server then needs no container runtime on its host.
+	a.literal("--disable-agent")
+	s.nodeArgs(&a)
+	sc.line("exec ", s.Executable, " ", a.shell())
+	return Process{
+		Script:  sc.String(),
+		Env:     s.Env,
+		Secrets: secrets,
+		Ports:   []string{PortAPI, PortAPIServer},
+		Health: &HealthCheck{
+			Scheme: "https", Port: PortAPI, Path: "/ping",
+			Delay: serverHealthDelay, Interval: serverHealthInterval, Timeout: serverHealthTimeout,
+			GracePeriod: serverHealthGrace, ConsecutiveFailures: serverHealthFailures,
+		},
+	}, nil
+}
+
+func (s Server) validate() error {
+	var errs []error
+	errs = append(errs, s.Common.validate()...)
+	if s.Token == "" {
+		errs = append(errs, errors.New("a server needs the join token"))
+	}
+	if s.ClusterInit && s.JoinURL != "" {
+		errs = append(errs, errors.New("a server either starts the cluster (cluster-init) or joins one, not both"))
+	}
+	if s.PKI != nil {
+		for _, f := range s.PKI.files() {
+			if f.empty() {
+				errs = append(errs, fmt.Errorf("the PKI lacks %s", f.path))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nodeArgs are the flags of the node's identity, then the user's own.
+func (c Common) nodeArgs(a *args) {
+	for _, key := range sortedKeys(c.NodeLabels) {
+		a.add("node-label", key+"="+c.NodeLabels[key])
+	}
+	for _, taint := range c.NodeTaints {
+		a.add("node-taint", taint)
+	}
+	a.literal(c.ExtraArgs...)
+}
+
+func (c Common) validate() []error {
+	var errs []error
+	if c.Executable == "" {
+		errs = append(errs, errors.New("the K3s executable is not set"))
+	}
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("the node name is not set"))
+	}
+	for k := range c.Env {
+		if k == EnvToken || k == EnvDatastoreEndpoint || len(k) >= len(TLSVariablePrefix) && k[:len(TLSVariablePrefix)] == TLSVariablePrefix {
+			errs = append(errs, fmt.Errorf("env %s is reserved: it would shadow a secret", k))
+		}
+	}
+	return errs
+}
