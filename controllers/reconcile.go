@@ -133,6 +133,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	r.recordLaunches(c, known)
 	c.Status.Tasks = track.tasks
 	s.obs.stalledTask, s.obs.failedTasks, s.obs.waiting = track.stalled, track.failed, waiting
+	s.obs.unplaced = s.observed.Unplaced
 	s.obs.servers, s.obs.agents = countRoles(all, known)
 	setRoleStatus(c, s.obs.servers, s.obs.agents)
 	if s.obs.servers.ready == s.obs.servers.desired && s.obs.servers.updated == s.obs.servers.desired && s.obs.servers.desired > 0 {
@@ -242,12 +243,12 @@ func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.Obs
 			continue
 		}
 		rc.live++
-		if o.State == mesosbridge.TaskRunning {
-			rc.running++
-		}
 		spec, isDesired := want[name]
 		if !isDesired {
-			continue
+			continue // being scaled away: counts as live, not as running or ready
+		}
+		if o.State == mesosbridge.TaskRunning {
+			rc.running++
 		}
 		if taskReady(o, true) {
 			rc.ready++

@@ -46,6 +46,9 @@ type observation struct {
 	waiting string
 	// failedTasks names terminal tasks waiting to be relaunched.
 	failedTasks []string
+	// unplaced is, per task name, why the bridge's last offer round could not launch it
+	// ("no fitting offer among 3: not enough mem (3)").
+	unplaced map[string]string
 }
 
 // conditionProblem is a reason and a message for a False condition.
@@ -122,28 +125,51 @@ func datastoreReadyCondition(o observation) metav1.Condition {
 }
 
 // roleProblem explains why a role has fewer ready tasks than desired.
-func roleProblem(role string, c roleCount, o observation) (reason, message string) {
+func roleProblem(role mesosbridge.TaskRole, c roleCount, o observation) (reason, message string) {
+	plural := string(role) + "s"
 	switch {
 	case len(o.failedTasks) > 0 && c.live < c.desired:
-		return v1alpha1.ReasonTasksFailed, fmt.Sprintf("%d/%d %s ready; failed and waiting to relaunch: %v", c.ready, c.desired, role, o.failedTasks)
+		return v1alpha1.ReasonTasksFailed, fmt.Sprintf("%d/%d %s ready; failed and waiting to relaunch: %v", c.ready, c.desired, plural, o.failedTasks)
 	case c.live < c.desired && o.waiting != "":
-		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, role, o.waiting)
+		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, plural, o.waiting)
+	case c.live < c.desired && unplacedOf(role, o.unplaced) != "":
+		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, plural, unplacedOf(role, o.unplaced))
 	case c.live < c.desired:
-		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; waiting for Mesos offers that fit (resources, ports, constraints)", c.ready, c.desired, role)
+		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; waiting for Mesos offers that fit (resources, ports, constraints)", c.ready, c.desired, plural)
 	case c.running > c.ready:
-		return v1alpha1.ReasonTasksUnhealthy, fmt.Sprintf("%d/%d %s ready; %d running but not healthy yet", c.ready, c.desired, role, c.running-c.ready)
+		return v1alpha1.ReasonTasksUnhealthy, fmt.Sprintf("%d/%d %s ready; %d running but not healthy yet", c.ready, c.desired, plural, c.running-c.ready)
 	case c.live > c.desired:
-		return v1alpha1.ReasonScaling, fmt.Sprintf("%d %s running, %d desired; removing the highest indices", c.live, role, c.desired)
+		return v1alpha1.ReasonScaling, fmt.Sprintf("%d %s running, %d desired; removing the highest indices", c.live, plural, c.desired)
 	default:
-		return v1alpha1.ReasonTasksStarting, fmt.Sprintf("%d/%d %s ready; tasks are starting", c.ready, c.desired, role)
+		return v1alpha1.ReasonTasksStarting, fmt.Sprintf("%d/%d %s ready; tasks are starting", c.ready, c.desired, plural)
 	}
+}
+
+// unplacedOf says why the role's first unplaced task (by name) is not launched: the
+// bridge's own words, e.g. "agent-3: no fitting offer among 6: constraint hostname:UNIQUE (6)".
+func unplacedOf(role mesosbridge.TaskRole, unplaced map[string]string) string {
+	var names []string
+	for name := range unplaced {
+		if r, _, ok := mesosbridge.ParseTaskName(name); ok && r == role {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	sortTaskNames(names)
+	msg := names[0] + ": " + unplaced[names[0]]
+	if len(names) > 1 {
+		msg += fmt.Sprintf(" (and %d more)", len(names)-1)
+	}
+	return msg
 }
 
 func serversReadyCondition(o observation) metav1.Condition {
 	const t = v1alpha1.ConditionServersReady
 	c := o.servers
 	if c.ready < c.desired || c.desired == 0 {
-		reason, msg := roleProblem("servers", c, o)
+		reason, msg := roleProblem(roleServer, c, o)
 		return condition(t, metav1.ConditionFalse, reason, msg)
 	}
 	if o.apiReady != nil && !*o.apiReady {
@@ -163,7 +189,7 @@ func agentsReadyCondition(o observation) metav1.Condition {
 	if c.ready == c.desired && c.live == c.desired {
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, fmt.Sprintf("%d/%d agents ready", c.ready, c.desired))
 	}
-	reason, msg := roleProblem("agents", c, o)
+	reason, msg := roleProblem(roleAgent, c, o)
 	return condition(t, metav1.ConditionFalse, reason, msg)
 }
 

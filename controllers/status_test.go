@@ -159,3 +159,23 @@ func TestKstatusReadsTheConditions(t *testing.T) {
 		})
 	}
 }
+
+func TestRoleConditionSaysWhyTasksAreNotPlaced(t *testing.T) {
+	o := with(subscribed(), func(o *observation) {
+		o.servers = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}
+		o.agents = roleCount{desired: 10, live: 6, running: 6, ready: 6, updated: 6}
+		o.unplaced = map[string]string{
+			"agent-9": "no fitting offer among 6: constraint hostname:UNIQUE (6)",
+			"agent-6": "no fitting offer among 6: constraint hostname:UNIQUE (6)",
+			"agent-7": "no fitting offer among 6: constraint hostname:UNIQUE (6)",
+		}
+	})
+	got := agentsReadyCondition(o)
+	want := "6/10 agents ready; agent-6: no fitting offer among 6: constraint hostname:UNIQUE (6) (and 2 more)"
+	if got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonWaitingForOffers || got.Message != want {
+		t.Errorf("AgentsReady = %s %s %q, want %q", got.Status, got.Reason, got.Message, want)
+	}
+	if s := serversReadyCondition(o); s.Status != metav1.ConditionTrue {
+		t.Errorf("another role's unplaced tasks leaked into ServersReady: %+v", s)
+	}
+}

@@ -80,11 +80,20 @@ func sortTaskStatuses(ts []v1alpha1.TaskStatus) {
 		if ri, rj := roleRank[ts[i].Role], roleRank[ts[j].Role]; ri != rj {
 			return ri < rj
 		}
-		if len(ts[i].Name) != len(ts[j].Name) {
-			return len(ts[i].Name) < len(ts[j].Name) // agent-2 before agent-10
-		}
-		return ts[i].Name < ts[j].Name
+		return taskNameLess(ts[i].Name, ts[j].Name)
 	})
+}
+
+// taskNameLess orders task names by role, then index: agent-2 before agent-10.
+func taskNameLess(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+func sortTaskNames(names []string) {
+	sort.Slice(names, func(i, j int) bool { return taskNameLess(names[i], names[j]) })
 }
 
 // withStatusKnowledge fills in what the bridge lost across an operator restart (spec

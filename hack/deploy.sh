@@ -8,7 +8,7 @@ action="${1:?usage: deploy.sh apply|delete IMAGE}"
 image="${2:?usage: deploy.sh apply|delete IMAGE}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 overlay="$(mktemp -d "$root/config/.deploy-XXXXXX")"
-trap 'rm -rf "$overlay"' EXIT
+trap 'rm -rf "$overlay"' EXIT INT TERM
 base=../default
 [ "$action" = delete ] && base=../operator
 # config/manager names the image mesosk3s/operator; replace that name.

@@ -1,0 +1,209 @@
+package controllers
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
+)
+
+// Table tests for the decisions a reconcile pass makes from what it observes; the
+// scenario tests show the same against the emulator, these show every branch in
+// milliseconds.
+
+var (
+	healthy   = boolPtr(true)
+	unhealthy = boolPtr(false)
+)
+
+func boolPtr(b bool) *bool { return &b }
+
+// obsTask is an observed task of the given role and index, with a spec hash.
+func obsTask(role mesosbridge.TaskRole, i int, state mesosbridge.TaskState, h *bool, hash string) mesosbridge.ObservedTask {
+	name := taskName(role, i)
+	return mesosbridge.ObservedTask{Name: name, TaskID: name + ".1", Role: role, Index: i, State: state, Healthy: h, SpecHash: hash}
+}
+
+func observedMap(ts ...mesosbridge.ObservedTask) map[string]mesosbridge.ObservedTask {
+	m := map[string]mesosbridge.ObservedTask{}
+	for _, t := range ts {
+		m[t.Name] = t
+	}
+	return m
+}
+
+// specs are desired tasks with the given hash: servers then agents.
+func specs(servers, agents int, hash string) []mesosbridge.TaskSpec {
+	var out []mesosbridge.TaskSpec
+	for i := 0; i < servers; i++ {
+		out = append(out, mesosbridge.TaskSpec{Name: taskName(roleServer, i), Role: roleServer, Index: i, SpecHash: hash})
+	}
+	for i := 0; i < agents; i++ {
+		out = append(out, mesosbridge.TaskSpec{Name: taskName(roleAgent, i), Role: roleAgent, Index: i, SpecHash: hash})
+	}
+	return out
+}
+
+func TestScaleDownVictims(t *testing.T) {
+	run := mesosbridge.TaskRunning
+	cases := []struct {
+		name     string
+		desired  []mesosbridge.TaskSpec
+		observed map[string]mesosbridge.ObservedTask
+		want     []string
+	}{
+		{"nothing to remove", specs(1, 2, "h"), observedMap(obsTask(roleServer, 0, run, healthy, "h"), obsTask(roleAgent, 0, run, nil, "h"), obsTask(roleAgent, 1, run, nil, "h")), []string{}},
+		{"highest index first", specs(1, 1, "h"), observedMap(
+			obsTask(roleAgent, 0, run, nil, "h"), obsTask(roleAgent, 1, run, nil, "h"), obsTask(roleAgent, 2, run, nil, "h")),
+			[]string{"agent-2", "agent-1"}},
+		{"a broken one before a serving one", specs(1, 1, "h"), observedMap(
+			obsTask(roleAgent, 1, run, nil, "h"), obsTask(roleAgent, 2, mesosbridge.TaskStarting, nil, "h")),
+			[]string{"agent-2", "agent-1"}},
+		{"a not-ready low index before a ready high one", specs(1, 0, "h"), observedMap(
+			obsTask(roleAgent, 0, mesosbridge.TaskStaging, nil, "h"), obsTask(roleAgent, 5, run, nil, "h")),
+			[]string{"agent-0", "agent-5"}},
+		{"agents before servers", specs(1, 0, "h"), observedMap(
+			obsTask(roleServer, 2, run, healthy, "h"), obsTask(roleAgent, 0, run, nil, "h")),
+			[]string{"agent-0", "server-2"}},
+		{"killing and dead tasks are not killed again", specs(1, 0, "h"), observedMap(
+			obsTask(roleAgent, 0, mesosbridge.TaskKilling, nil, "h"), obsTask(roleAgent, 1, mesosbridge.TaskFailed, nil, "h")),
+			[]string{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := scaleDownKills(tc.desired, tc.observed); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRolloutKills(t *testing.T) {
+	run := mesosbridge.TaskRunning
+	one, half := intstr.FromInt32(1), intstr.FromString("50%")
+	two := intstr.FromInt32(2)
+	cases := []struct {
+		name           string
+		desired        []mesosbridge.TaskSpec
+		observed       map[string]mesosbridge.ObservedTask
+		maxUnavailable *intstr.IntOrString
+		want           []string
+	}{
+		{"everything current", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, healthy, "new"), obsTask(roleAgent, 0, run, nil, "new")), &one, nil},
+		{"one server at a time, highest index first", specs(3, 0, "new"), observedMap(
+			obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleServer, 1, run, healthy, "old"), obsTask(roleServer, 2, run, healthy, "old")),
+			&one, []string{"server-2"}},
+		{"no server while one is not ready", specs(3, 0, "new"), observedMap(
+			obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleServer, 1, run, healthy, "old"), obsTask(roleServer, 2, run, unhealthy, "new")),
+			&one, nil},
+		{"agents within maxUnavailable", specs(0, 4, "new"), observedMap(
+			obsTask(roleAgent, 0, run, nil, "old"), obsTask(roleAgent, 1, run, nil, "old"), obsTask(roleAgent, 2, run, nil, "old"), obsTask(roleAgent, 3, run, nil, "old")),
+			&two, []string{"agent-3", "agent-2"}},
+		{"agents already down count against the budget", specs(0, 4, "new"), observedMap(
+			obsTask(roleAgent, 0, run, nil, "old"), obsTask(roleAgent, 1, run, nil, "old"), obsTask(roleAgent, 2, run, nil, "old"), obsTask(roleAgent, 3, mesosbridge.TaskStaging, nil, "new")),
+			&two, []string{"agent-2"}},
+		{"a percentage rounds down but never to zero", specs(0, 3, "new"), observedMap(
+			obsTask(roleAgent, 0, run, nil, "old"), obsTask(roleAgent, 1, run, nil, "old"), obsTask(roleAgent, 2, run, nil, "old")),
+			&half, []string{"agent-2"}},
+		{"unset means one", specs(0, 2, "new"), observedMap(obsTask(roleAgent, 0, run, nil, "old"), obsTask(roleAgent, 1, run, nil, "old")), nil, []string{"agent-1"}},
+		{"an unknown hash (adopted, never recorded) is not rolled", specs(0, 1, "new"), observedMap(obsTask(roleAgent, 0, run, nil, "")), &one, nil},
+		{"a task being killed is not killed again", specs(0, 1, "new"), observedMap(obsTask(roleAgent, 0, mesosbridge.TaskKilling, nil, "old")), &one, nil},
+		{"servers and agents in one pass", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleAgent, 0, run, nil, "old")), &one, []string{"server-0", "agent-0"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rolloutKills(tc.desired, tc.observed, tc.maxUnavailable); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnreachableReplacements(t *testing.T) {
+	now := time.Now()
+	lost := func(role mesosbridge.TaskRole, i int, since time.Duration) mesosbridge.ObservedTask {
+		o := obsTask(role, i, mesosbridge.TaskUnreachable, nil, "h")
+		o.StateSince = now.Add(-since)
+		return o
+	}
+	desired := specs(1, 3, "h")
+	desired[0].Volume = &mesosbridge.VolumeRequest{SizeMiB: 1, ContainerPath: "d"}
+	names, wait := unreachableReplacements(desired, observedMap(
+		lost(roleServer, 0, time.Hour),     // has a volume: waits for its agent
+		lost(roleAgent, 0, 11*time.Second), // past the grace: replaced
+		lost(roleAgent, 1, 4*time.Second),  // 6 s to go
+		obsTask(roleAgent, 2, mesosbridge.TaskRunning, nil, "h"),
+	), 10*time.Second, now)
+	if !slices.Equal(names, []string{"agent-0"}) || wait != 6*time.Second {
+		t.Errorf("replace %v, next in %s", names, wait)
+	}
+}
+
+func TestTrackTasksCountsEachFailureOnce(t *testing.T) {
+	rem := remediation{backoff: 10 * time.Second, maxBackoff: time.Minute, threshold: 3}
+	desired := map[string]mesosbridge.TaskSpec{"agent-0": {Name: "agent-0", Role: roleAgent, SpecHash: "h"}}
+	t0 := time.Now()
+	failed := obsTask(roleAgent, 0, mesosbridge.TaskFailed, nil, "h")
+	failed.Message = "Command exited with status 1"
+
+	// First pass: the failure is counted, an event is due, the task waits out 10 s.
+	tr := trackTasks(nil, observedMap(failed), desired, "v1", rem, t0)
+	if len(tr.newFailures) != 1 || tr.tasks[0].ConsecutiveFailures != 1 || !slices.Equal(tr.failed, []string{"agent-0"}) {
+		t.Fatalf("first pass: %+v", tr)
+	}
+	if until := tr.backoffUntil["agent-0"]; !until.Equal(t0.Add(10 * time.Second)) {
+		t.Errorf("back-off until %s, want +10s", until)
+	}
+	// The same failed task seen again is not a second failure.
+	again := trackTasks(tr.tasks, observedMap(failed), desired, "v1", rem, t0.Add(time.Second))
+	if len(again.newFailures) != 0 || again.tasks[0].ConsecutiveFailures != 1 {
+		t.Fatalf("counted twice: %+v", again.tasks[0])
+	}
+	// Relaunched, failed again: two in a row, the back-off doubles, restarts counts it.
+	second := failed
+	second.TaskID = "agent-0.2"
+	tr2 := trackTasks(again.tasks, observedMap(second), desired, "v1", rem, t0.Add(20*time.Second))
+	if tr2.tasks[0].ConsecutiveFailures != 2 || tr2.tasks[0].Restarts != 1 {
+		t.Fatalf("second failure: %+v", tr2.tasks[0])
+	}
+	if until := tr2.backoffUntil["agent-0"]; !until.Equal(t0.Add(40 * time.Second)) {
+		t.Errorf("back-off until %s, want +40s (20 s doubled)", until.Sub(t0))
+	}
+	// Third failure: at the threshold the cluster is stalled.
+	third := failed
+	third.TaskID = "agent-0.3"
+	tr3 := trackTasks(tr2.tasks, observedMap(third), desired, "v1", rem, t0.Add(60*time.Second))
+	if tr3.stalled == "" {
+		t.Errorf("three failures in a row must stall: %+v", tr3.tasks[0])
+	}
+	// Serving for stableAfter resets the count, and the task records the version it runs.
+	serving := obsTask(roleAgent, 0, mesosbridge.TaskRunning, nil, "h")
+	serving.TaskID, serving.StateSince = "agent-0.4", t0.Add(61*time.Second)
+	tr4 := trackTasks(tr3.tasks, observedMap(serving), desired, "v1", rem, t0.Add(61*time.Second+stableAfter))
+	if tr4.tasks[0].ConsecutiveFailures != 0 || tr4.stalled != "" || tr4.tasks[0].Version != "v1" {
+		t.Errorf("served long enough: %+v", tr4.tasks[0])
+	}
+}
+
+func TestTrackTasksIgnoresWhatTheOperatorEnded(t *testing.T) {
+	rem := remediationOf(v1alpha1.RemediationSpec{})
+	now := time.Now()
+	// Scaled away: not desired any more, killed, gone from status.
+	killed := obsTask(roleAgent, 3, mesosbridge.TaskKilled, nil, "h")
+	tr := trackTasks([]v1alpha1.TaskStatus{{Name: "agent-3", TaskID: "agent-3.1", Role: "agent", State: "TASK_RUNNING"}},
+		observedMap(killed), map[string]mesosbridge.TaskSpec{}, "v1", rem, now)
+	if len(tr.tasks) != 0 || len(tr.newFailures) != 0 {
+		t.Errorf("a scaled-away task is forgotten, not failed: %+v", tr)
+	}
+	// Replaced by the rollout: killed with the old hash while the new one is desired.
+	old := obsTask(roleAgent, 0, mesosbridge.TaskKilled, nil, "old")
+	tr = trackTasks([]v1alpha1.TaskStatus{{Name: "agent-0", TaskID: "agent-0.1", Role: "agent", State: "TASK_RUNNING", SpecHash: "old"}},
+		observedMap(old), map[string]mesosbridge.TaskSpec{"agent-0": {Name: "agent-0", SpecHash: "new"}}, "v1", rem, now)
+	if len(tr.newFailures) != 0 || tr.tasks[0].ConsecutiveFailures != 0 {
+		t.Errorf("a rolled task is not a failure: %+v", tr.tasks)
+	}
+}
