@@ -20,6 +20,9 @@ import (
 	clusterv1alpha1 "github.com/mesosk3s/mesosk3s/api/v1alpha1"
 )
 
+// version is the operator's release, set at build time (-ldflags -X main.version=...).
+var version = "dev"
+
 // options are the operator's command-line flags.
 type options struct {
 	metricsAddr          string
@@ -114,6 +117,6 @@ func run(o options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding readyz check: %w", err)
 	}
-	log.Info("starting manager", "mesosMaster", o.mesosMaster, "leaderElect", o.leaderElect)
+	log.Info("starting manager", "version", version, "mesosMaster", o.mesosMaster, "leaderElect", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }

@@ -85,6 +85,11 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		t.Fatalf("want Unauthorized for a foreign client certificate, got: %s", out)
 	}
 
+	// An upgrade of the operator alone relaunches nothing: another build replaces the
+	// binary, the playground restarts it (SIGHUP), and the cluster keeps the very same
+	// Mesos tasks.
+	upgradeOperatorInPlace(t, pg, root, manager, filepath.Join(state, "operator.log"), mgmt)
+
 	// Scale to three agents and back to one.
 	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=3")
 	waitJSONPath(t, mgmt, "{.status.agents.readyReplicas}", "3", time.Minute)
@@ -128,9 +133,68 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	}
 }
 
-func goBuild(t *testing.T, dir, out, pkg string) {
+// upgradeOperatorInPlace swaps the operator binary for a build with another version,
+// restarts it, waits until the new operator has resubscribed and reconciled, and checks
+// that no task was killed or launched.
+func upgradeOperatorInPlace(t *testing.T, pg *playgroundProcess, root, manager, opLog string, mgmt kubectl) {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	before := mgmt.run(t, "get", "k3sc", "playground", "-o", "jsonpath={.status.tasks[*].taskID}")
+	goBuild(t, root, manager+".next", ".", "-ldflags=-X main.version=e2e-upgrade")
+	if err := os.Rename(manager+".next", manager); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	pg.waitOutput(t, "restarting the operator", 30*time.Second)
+	waitFileLine(t, opLog, "e2e-upgrade", "reconciliation answered", time.Minute)
+	// Kills and launches follow within the first passes of the new operator: give them
+	// time to show, then compare.
+	time.Sleep(3 * time.Second)
+	after := mgmt.run(t, "get", "k3sc", "playground", "-o", "jsonpath={.status.tasks[*].taskID}")
+	if before == "" || after != before {
+		t.Fatalf("the operator upgrade relaunched tasks: %q -> %q", before, after)
+	}
+	if logged := readAfter(t, opLog, "e2e-upgrade"); strings.Contains(logged, "kill sent") || strings.Contains(logged, "launched task") {
+		t.Fatalf("the upgraded operator killed or launched tasks:\n%s", logged)
+	}
+	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=60s")
+}
+
+// waitFileLine waits until the file, from the first line containing after onwards, has a
+// line containing want.
+func waitFileLine(t *testing.T, path, after, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(readAfter(t, path, after), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: no %q after %q within %s:\n%s", path, want, after, timeout, readAfter(t, path, after))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// readAfter is the file's content from the first line containing marker ("" if none).
+func readAfter(t *testing.T, path, marker string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, marker)
+	if i < 0 {
+		return ""
+	}
+	if j := strings.LastIndexByte(s[:i], '\n'); j >= 0 {
+		i = j + 1
+	}
+	return s[i:]
+}
+
+func goBuild(t *testing.T, dir, out, pkg string, flags ...string) {
+	t.Helper()
+	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, flags...), pkg)...)
 	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)

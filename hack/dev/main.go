@@ -85,7 +85,20 @@ func run(ctx context.Context, o options) error {
 	if o.exitReady {
 		return nil
 	}
-	<-ctx.Done()
-	fmt.Fprintln(pg.out, "\nstopping the playground…")
-	return nil
+	// SIGHUP restarts the operator from the binary on disk: rebuild bin/manager and
+	// `kill -HUP` the playground to upgrade the operator under a running cluster.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(pg.out, "\nstopping the playground…")
+			return nil
+		case <-hup:
+			if err := pg.restartOperator(); err != nil {
+				return err
+			}
+		}
+	}
 }

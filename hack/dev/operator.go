@@ -16,7 +16,8 @@ type operatorProcess struct {
 }
 
 func startOperator(binary, kubeconfig, mesosURL, logPath string) (*operatorProcess, error) {
-	logFile, err := os.Create(logPath)
+	// Appended to: a restarted operator's log follows its predecessor's.
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}

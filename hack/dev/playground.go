@@ -90,12 +90,28 @@ func (p *playground) start(ctx context.Context) error {
 	}
 	p.step("Mesos master emulator at %s with %d agents (logs: %s)", p.mesos.URL(), len(p.agents()), filepath.Join(p.o.stateDir, "mesos.log"))
 
+	if err := p.runOperator(); err != nil {
+		return err
+	}
+	return p.applySample(ctx)
+}
+
+func (p *playground) runOperator() error {
 	opLog := filepath.Join(p.o.stateDir, "operator.log")
+	var err error
 	if p.operator, err = startOperator(p.o.manager, p.kubeconfig, p.mesos.URL(), opLog); err != nil {
 		return err
 	}
 	p.step("operator running (logs: %s)", opLog)
-	return p.applySample(ctx)
+	return nil
+}
+
+// restartOperator stops the operator (Mesos keeps its tasks, as when a real operator is
+// upgraded) and starts the binary found at --manager now.
+func (p *playground) restartOperator() error {
+	p.step("restarting the operator from %s", p.o.manager)
+	p.operator.stop(5 * time.Second)
+	return p.runOperator()
 }
 
 func (p *playground) agents() []mesostest.AgentConfig {
