@@ -57,13 +57,16 @@ type harness struct {
 }
 
 // agents returns n emulated Mesos agents. Their host names are loopback addresses, so the
-// operator's /readyz probe gets a quick "connection refused" from simulated servers.
+// operator's /readyz probe gets a quick "connection refused" from simulated servers. Their
+// ports are a range no other test uses: a real K3s of the playground test, running at the
+// same time, listens on all addresses of its ports (31000 and up), and a probe that reached
+// it would see a foreign certificate.
 func agents(n int) []mesostest.AgentConfig {
 	out := make([]mesostest.AgentConfig, n)
 	for i := range out {
 		out[i] = mesostest.AgentConfig{
 			Hostname: fmt.Sprintf("127.0.0.%d", i+1), CPUs: 4, MemMiB: 8192, DiskMiB: 65536,
-			Ports: []mesostest.PortRange{{Begin: 31000, End: 31099}},
+			Ports: []mesostest.PortRange{{Begin: 32100, End: 32199}},
 		}
 	}
 	return out
