@@ -2,6 +2,9 @@
 # `make help` lists the targets.
 
 IMG ?= mesosk3s/operator:dev
+# `make image`: platforms (comma-separated) and the OCI layout tarball it writes.
+PLATFORMS ?= linux/amd64
+IMAGE_TAR ?= bin/mesosk3s-operator.oci.tar
 CONTROLLER_GEN_VERSION ?= v0.23.0
 # Go test flags; CI and `make test` run everything with the race detector.
 TEST_FLAGS ?= -race -count=1 -timeout 45m
@@ -70,6 +73,10 @@ build: ## Build the operator binary into bin/manager.
 .PHONY: run
 run: ## Run the operator against the cluster in the current kubeconfig.
 	go run . --log-development
+
+.PHONY: image
+image: ## Build the operator image IMG without Docker, reproducibly, as an OCI layout tarball (IMAGE_TAR) and directory.
+	go run ./hack/image --ref "$(IMG)" --platforms "$(PLATFORMS)" --out "$(IMAGE_TAR)"
 
 .PHONY: docker-build
 docker-build: ## Build the operator image (needs a Docker engine; none runs on the dev machines).
