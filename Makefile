@@ -35,6 +35,9 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests under config/.
 	$(CONTROLLER_GEN) crd rbac:roleName=manager-role paths=./api/... paths=./controllers/... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	@# The Helm chart carries copies of both (charts/chart_test.go checks they are equal).
+	cp config/crd/bases/cluster.mesosk3s.io_k3sclusters.yaml charts/mesosk3s/files/crd/
+	cp config/rbac/role.yaml charts/mesosk3s/files/rbac/role.yaml
 
 .PHONY: verify-generated
 verify-generated: ## Fail when committed generated files are stale.
@@ -51,6 +54,10 @@ fmt-check: ## Fail when Go code is not gofmt-clean.
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+
+.PHONY: helm-lint
+helm-lint: ## Lint and render the Helm chart (charts/mesosk3s) through the Helm SDK; no helm binary needed.
+	go test -count=1 ./charts/
 
 .PHONY: envtest-assets
 envtest-assets: ## Build (once) kube-apiserver and etcd for tests into bin/envtest and print the directory.
