@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 var root = filepath.Join("..", "..")
@@ -169,5 +170,47 @@ func TestDeploymentProblemsCatches(t *testing.T) {
 	svc.Spec.Selector = map[string]string{"app": "other"}
 	if p := ServiceProblems(svc, d); len(p) < 2 {
 		t.Errorf("ServiceProblems = %q, want a selector and a port problem", p)
+	}
+}
+
+// TestPrometheusObjects: config/prometheus renders, in the operator's namespace, with a
+// ServiceMonitor that selects the metrics Service of the release manifest.
+func TestPrometheusObjects(t *testing.T) {
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "prometheus")).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/prometheus: %v", err)
+	}
+	objs, err := Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := Find(objs, "ServiceMonitor", "mesosk3s-controller-manager-metrics-monitor")
+	if sm == nil || Find(objs, "PrometheusRule", "mesosk3s-alerts") == nil {
+		t.Fatalf("want the ServiceMonitor and the PrometheusRule, got %d objects", len(objs))
+	}
+	main, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployed, err := Parse(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var svc corev1.Service
+	if err := Decode(Find(deployed, "Service", "mesosk3s-controller-manager-metrics-service"), &svc); err != nil {
+		t.Fatal(err)
+	}
+	sel, _, _ := unstructured.NestedStringMap(sm.Object, "spec", "selector", "matchLabels")
+	for k, v := range sel {
+		if svc.Labels[k] != v {
+			t.Errorf("the ServiceMonitor selects %s=%s, the Service has %q", k, v, svc.Labels[k])
+		}
+	}
+	if sm.GetNamespace() != svc.Namespace {
+		t.Errorf("ServiceMonitor in %q, Service in %q", sm.GetNamespace(), svc.Namespace)
+	}
+	eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+	if len(eps) != 1 || eps[0].(map[string]any)["port"] != svc.Spec.Ports[0].Name {
+		t.Errorf("ServiceMonitor endpoints %v, Service ports %+v", eps, svc.Spec.Ports)
 	}
 }
