@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fails when the committed generated files (deepcopy, CRD, RBAC) differ from what the
-# generators produce now. It regenerates them in place, so after a failure the tree holds
-# the fresh files, ready to review and commit.
+# Fails when the committed generated files (deepcopy, CRD, RBAC, and the Helm chart's
+# copies of the CRD and RBAC) differ from what the generators produce now. It
+# regenerates them in place, so after a failure the tree holds the fresh files, ready to
+# review and commit.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml)
+generated=(api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml charts/mesosk3s/files)
 before="$(mktemp -d)"
 trap 'rm -rf "$before"' EXIT
 for f in "${generated[@]}"; do

@@ -22,6 +22,7 @@ func TestDeployManifestsApply(t *testing.T) {
 		"clusterrolebinding.rbac.authorization.k8s.io/mesosk3s-manager-rolebinding",
 		"role.rbac.authorization.k8s.io/mesosk3s-leader-election-role",
 		"deployment.apps/mesosk3s-controller-manager",
+		"service/mesosk3s-controller-manager-metrics-service",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("kubectl apply -k config/default did not apply %s:\n%s", want, out)
@@ -34,5 +35,5 @@ func TestDeployManifestsApply(t *testing.T) {
 		t.Errorf("deployment service account = %q", sa)
 	}
 	// Leave the CRD (the other tests need it); remove the rest.
-	kubectl(t, "delete", "-n", "mesosk3s-system", "deployment,serviceaccount,role,rolebinding", "--all")
+	kubectl(t, "delete", "-n", "mesosk3s-system", "deployment,service,serviceaccount,role,rolebinding", "--all")
 }
