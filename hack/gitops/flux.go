@@ -257,6 +257,15 @@ func (f *Flux) WaitKustomizationFailed(t testing.TB, name, revision string, time
 	return k
 }
 
+// WaitKustomization waits until done(k) holds for the Kustomization and returns it; done
+// also says what it saw, for the failure message.
+func (f *Flux) WaitKustomization(t testing.TB, name string, timeout time.Duration, done func(k *kustomizev1.Kustomization) (bool, string)) *kustomizev1.Kustomization {
+	t.Helper()
+	k := &kustomizev1.Kustomization{}
+	f.wait(t, timeout, k, name, func() (bool, string) { return done(k) })
+	return k
+}
+
 func (f *Flux) wait(t testing.TB, timeout time.Duration, obj client.Object, name string, done func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
