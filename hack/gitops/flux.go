@@ -50,7 +50,7 @@ func Assets(t testing.TB) string {
 	}
 	for _, f := range []string{"source-controller", "kustomize-controller", "crds"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			msg := fmt.Sprintf("%s has no %s: run hack/build-flux.sh (about 15 min the first time)", dir, f)
+			msg := fmt.Sprintf("%s has no %s: run hack/build-flux.sh (about 20 min the first time)", dir, f)
 			if os.Getenv("MESOSK3S_REQUIRE_FLUX") != "" {
 				t.Fatal(msg + "; MESOSK3S_REQUIRE_FLUX is set, so this test may not be skipped")
 			}
