@@ -30,7 +30,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/mesosk3s/mesosk3s/hack/testenv"
 )
@@ -60,15 +63,23 @@ func Assets(t testing.TB) string {
 	return dir
 }
 
+// AddToScheme registers Flux's source and kustomize types.
+func AddToScheme(s *k8sruntime.Scheme) error {
+	if err := sourcev1.AddToScheme(s); err != nil {
+		return err
+	}
+	return kustomizev1.AddToScheme(s)
+}
+
 // StartEnv starts a test API server with the project's CRDs and Flux's (from
-// Assets(t)/crds), Flux's source and kustomize types registered in its client, and a
-// Namespace; it is stopped when the test ends. More testenv options may be added.
+// Assets(t)/crds), and Flux's types registered in its client; it is stopped when the test
+// ends. More testenv options may be added.
 func StartEnv(t testing.TB, opts ...testenv.Option) *testenv.Env {
 	t.Helper()
 	assets := Assets(t)
 	opts = append([]testenv.Option{
 		testenv.WithCRDDirs(filepath.Join(assets, "crds")),
-		testenv.WithScheme(sourcev1.AddToScheme, kustomizev1.AddToScheme),
+		testenv.WithScheme(AddToScheme),
 	}, opts...)
 	env, err := testenv.Start(opts...)
 	if err != nil {
@@ -79,16 +90,25 @@ func StartEnv(t testing.TB, opts ...testenv.Option) *testenv.Env {
 			t.Errorf("stopping the API server: %v", err)
 		}
 	})
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
 	return env
+}
+
+// InstallCRDs installs Flux's CRDs into an API server started without them (one not
+// from StartEnv, e.g. the playground's) and waits until they are served.
+func InstallCRDs(t testing.TB, cfg *rest.Config) {
+	t.Helper()
+	_, err := envtest.InstallCRDs(cfg, envtest.CRDInstallOptions{
+		Paths:              []string{filepath.Join(Assets(t), "crds")},
+		ErrorIfPathMissing: true,
+	})
+	if err != nil {
+		t.Fatalf("installing Flux's CRDs: %v", err)
+	}
 }
 
 // Flux is source-controller and kustomize-controller running against one API server.
 type Flux struct {
-	// Client is the API server's client (Flux's types registered, see StartEnv).
+	// Client is the API server's client (with Flux's types).
 	Client client.Client
 	// StorageAddr is where source-controller serves artifacts (127.0.0.1:PORT); it is
 	// also the address it advertises in status.artifact.url.
@@ -99,13 +119,26 @@ type Flux struct {
 	source, kustomize *process
 }
 
-// StartFlux starts both controllers against env and waits until they are ready. They are
-// stopped when the test ends; if it failed, the end of their logs is printed first.
+// StartFlux starts both controllers against env (from StartEnv) and waits until they are
+// ready. They are stopped when the test ends; if it failed, the end of their logs is
+// printed first.
 func StartFlux(t testing.TB, env *testenv.Env) *Flux {
 	t.Helper()
+	return StartFluxAt(t, env.KubeconfigPath, env.Client)
+}
+
+// StartFluxAt is StartFlux for any API server that has Flux's CRDs (InstallCRDs):
+// kubeconfig is an admin kubeconfig file for the controllers, c a client whose scheme has
+// Flux's types (AddToScheme) for the helpers. It creates the Namespace if missing.
+func StartFluxAt(t testing.TB, kubeconfig string, c client.Client) *Flux {
+	t.Helper()
 	assets := Assets(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if err := c.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	f := &Flux{Client: env.Client, StorageAddr: freeAddr(t)}
+	f := &Flux{Client: c, StorageAddr: freeAddr(t)}
 	start := time.Now()
 	sourceHealth, kustomizeHealth := freeAddr(t), freeAddr(t)
 	storage := filepath.Join(dir, "storage") // source-controller wants it to exist
@@ -121,7 +154,7 @@ func StartFlux(t testing.TB, env *testenv.Env) *Flux {
 		"--log-level=info",
 	}
 	f.source = startProcess(t, filepath.Join(assets, "source-controller"), filepath.Join(dir, "source-controller.log"),
-		env.KubeconfigPath, append(common,
+		kubeconfig, append(common,
 			"--health-addr="+sourceHealth,
 			"--storage-path="+storage,
 			"--storage-addr="+f.StorageAddr,
@@ -130,7 +163,7 @@ func StartFlux(t testing.TB, env *testenv.Env) *Flux {
 			"--storage-adv-addr="+f.StorageAddr,
 		)...)
 	f.kustomize = startProcess(t, filepath.Join(assets, "kustomize-controller"), filepath.Join(dir, "kustomize-controller.log"),
-		env.KubeconfigPath, append(common,
+		kubeconfig, append(common,
 			"--health-addr="+kustomizeHealth,
 			"--no-remote-bases=true", // nothing outside the repository is fetched
 		)...)

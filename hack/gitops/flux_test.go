@@ -9,7 +9,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/mesosk3s/mesosk3s/hack/testenv"
 )
 
 const namespaceYAML = `apiVersion: v1
@@ -188,5 +193,55 @@ func TestFluxAppliesToRemoteCluster(t *testing.T) {
 	err = mgmt.Client.Get(ctx, client.ObjectKey{Namespace: "app", Name: "config"}, &corev1.ConfigMap{})
 	if !apierrors.IsNotFound(err) {
 		t.Fatalf("ConfigMap app/config in the management cluster: err = %v, want NotFound", err)
+	}
+}
+
+// TestFluxOnAnotherAPIServer runs Flux against an API server known only by its kubeconfig
+// file and started without Flux's CRDs, as the playground's (hack/dev) is.
+func TestFluxOnAnotherAPIServer(t *testing.T) {
+	Assets(t)
+	env, err := testenv.Start() // the project's CRDs only
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", env.KubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	InstallCRDs(t, cfg)
+	git := NewGitServer(t)
+	flux := StartFluxAt(t, env.KubeconfigPath, c)
+	ctx := context.Background()
+
+	sha := git.Commit(t, "app", map[string]string{
+		"deploy/namespace.yaml": namespaceYAML,
+		"deploy/config.yaml":    configMapYAML("config", "elsewhere"),
+	})
+	if err := c.Create(ctx, GitRepository("fleet", git, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, Kustomization("app", "fleet", "./deploy", time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	flux.WaitKustomizationReady(t, "app", git.Revision(sha), time.Minute)
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "app", Name: "config"}, cm); err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["greeting"] != "elsewhere" {
+		t.Fatalf("greeting = %q, want elsewhere", cm.Data["greeting"])
 	}
 }
