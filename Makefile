@@ -67,6 +67,10 @@ envtest-assets: ## Build (once) kube-apiserver and etcd for tests into bin/envte
 k3s: ## Build (once) the static K3s binary into bin/k3s for the playground and end-to-end test.
 	@hack/build-k3s.sh >/dev/null
 
+.PHONY: flux
+flux: ## Build (once) Flux's source-controller and kustomize-controller and their CRDs into bin/flux for hack/gitops.
+	@hack/build-flux.sh >/dev/null
+
 .PHONY: test
 test: verify-generated fmt-check vet k3s ## Run every test against a real API server and real K3s (both built on first use).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 go test $(TEST_FLAGS) ./...

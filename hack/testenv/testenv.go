@@ -46,9 +46,33 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// Option changes what Start installs.
+type Option func(*options)
+
+type options struct {
+	crdDirs []string
+	schemes []func(*k8sruntime.Scheme) error
+}
+
+// WithCRDDirs installs the CRDs of these directories (or files) too, after the project's:
+// for example Flux's, copied into bin/flux/crds by hack/build-flux.sh. A missing
+// directory fails Start.
+func WithCRDDirs(dirs ...string) Option {
+	return func(o *options) { o.crdDirs = append(o.crdDirs, dirs...) }
+}
+
+// WithScheme registers more types in Env.Scheme, and so in Env.Client.
+func WithScheme(addToScheme ...func(*k8sruntime.Scheme) error) Option {
+	return func(o *options) { o.schemes = append(o.schemes, addToScheme...) }
+}
+
 // Start starts the API server. It fails with a clear message when the envtest binaries are
 // missing instead of letting envtest look for them somewhere else.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test`, or export KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh)")
@@ -65,8 +89,13 @@ func Start() (*Env, error) {
 	if err := clusterv1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	for _, add := range o.schemes {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
+	}
 	e := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(RepoRoot(), "config", "crd", "bases")},
+		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, o.crdDirs...),
 		ErrorIfCRDPathMissing: true,
 		Scheme:                scheme,
 	}
@@ -116,9 +145,9 @@ func (e *Env) Stop() error {
 
 // Main is a package's TestMain: it starts the API server into *env, runs the tests, stops
 // the server and exits with the tests' code.
-func Main(m *testing.M, env **Env) {
+func Main(m *testing.M, env **Env, opts ...Option) {
 	var err error
-	if *env, err = Start(); err != nil {
+	if *env, err = Start(opts...); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
