@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -213,17 +212,11 @@ func randomSerial() *big.Int {
 	return n
 }
 
-// joinToken is the K3s "secure" join token: K10<sha256 of the server CA bundle>::server:<secret>.
-// Nodes that join check the CA hash, so they cannot be pointed at an impostor server.
-func joinToken(serverCACertPEM []byte) (string, error) {
+// newTokenSecret is a fresh random secret for a K3s token: 128 bits, hex.
+func newTokenSecret() (string, error) {
 	secret := make([]byte, 16)
 	if _, err := rand.Read(secret); err != nil {
 		return "", err
 	}
-	return joinTokenWithSecret(serverCACertPEM, hex.EncodeToString(secret)), nil
-}
-
-func joinTokenWithSecret(serverCACertPEM []byte, secret string) string {
-	sum := sha256.Sum256(serverCACertPEM)
-	return "K10" + hex.EncodeToString(sum[:]) + "::server:" + secret
+	return hex.EncodeToString(secret), nil
 }

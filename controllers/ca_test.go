@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/k3s"
 )
 
 func TestClusterPKIRoundTripsThroughSecretData(t *testing.T) {
@@ -67,23 +69,23 @@ func TestPKIFromSecretDataNamesWhatIsDamaged(t *testing.T) {
 	}
 }
 
-func TestJoinTokenCarriesTheServerCAHash(t *testing.T) {
+func TestTokensCarryTheServerCAHash(t *testing.T) {
 	p, err := newClusterPKI("demo", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ca := p.CAs[caServer].CertPEM
-	tok, err := joinToken(ca)
-	if err != nil {
-		t.Fatal(err)
+	a, _ := newTokenSecret()
+	b, _ := newTokenSecret()
+	if a == b || len(a) != 32 {
+		t.Fatalf("token secrets %q %q", a, b)
 	}
 	sum := sha256.Sum256(ca)
-	want := regexp.MustCompile(`^K10` + hex.EncodeToString(sum[:]) + `::server:[0-9a-f]{32}$`)
-	if !want.MatchString(tok) {
-		t.Fatalf("token %q is not in K3s's secure form", tok)
-	}
-	if other, _ := joinToken(ca); other == tok {
-		t.Fatal("two tokens share their secret")
+	for user, tok := range map[string]string{"server": k3s.ServerToken(ca, a), "node": k3s.AgentToken(ca, a)} {
+		want := regexp.MustCompile(`^K10` + hex.EncodeToString(sum[:]) + `::` + user + `:[0-9a-f]{32}$`)
+		if !want.MatchString(tok) || k3s.TokenSecret(tok) != a {
+			t.Errorf("token %q is not in K3s's secure form for %s", tok, user)
+		}
 	}
 }
 

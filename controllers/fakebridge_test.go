@@ -224,3 +224,36 @@ func TestFakeLostAgentIsReplaced(t *testing.T) {
 		t.Fatalf("kills %v, want the unreachable agent-0", got)
 	}
 }
+
+func TestFakeDeletedCASecretStallsAndTouchesNothing(t *testing.T) {
+	ns, name := fakeCluster(t, "agents: {replicas: 1}")
+	f := newFakeBridge(running("server-0", true, ""), running("agent-0", true, ""))
+	c := passes(t, f, ns, name, time.Now(), 2)
+	if c.Status.FrameworkID != fakeFrameworkID {
+		t.Fatalf("framework ID not persisted: %q", c.Status.FrameworkID)
+	}
+	ctx := context.Background()
+	ca := &corev1.Secret{}
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name + "-ca"}, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, ca); err != nil {
+		t.Fatal(err)
+	}
+	ensures := len(f.ensured)
+	c = passes(t, f, ns, name, time.Now(), 2)
+	st := metaCondition(c, v1alpha1.ConditionStalled)
+	if st == nil || st.Status != metav1.ConditionTrue || st.Reason != v1alpha1.ReasonSecretLost ||
+		!strings.Contains(st.Message, name+"-ca") || !strings.Contains(st.Message, "Restore the Secret from a backup") {
+		t.Fatalf("Stalled = %+v", st)
+	}
+	if len(f.ensured) != ensures || len(f.kills()) != 0 {
+		t.Errorf("the bridge was asked to act: %d more Ensures, kills %v", len(f.ensured)-ensures, f.kills())
+	}
+	if err := env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name + "-ca"}, &corev1.Secret{}); err == nil {
+		t.Error("a new CA Secret was generated for a running cluster")
+	}
+	if mc := metaCondition(c, v1alpha1.ConditionMesosConnected); mc.Status != metav1.ConditionTrue {
+		t.Errorf("MesosConnected while stalled: %+v", mc)
+	}
+}

@@ -53,10 +53,10 @@ func frameworkName(c *v1alpha1.K3sCluster) string { return "k3s:" + c.Namespace 
 
 // planInputs is everything the desired tasks depend on besides the spec.
 type planInputs struct {
-	// token is the cluster's join token; pki its CAs, written into every server's data
-	// directory before K3s first starts.
-	token string
-	pki   *k3s.ServerPKI
+	// token is the cluster's server token, agentToken what agents join with; pki its CAs,
+	// written into every server's data directory before K3s first starts.
+	token, agentToken string
+	pki               *k3s.ServerPKI
 	// datastoreEndpoint is the External datastore's endpoint, which may hold a password.
 	datastoreEndpoint []byte
 	// serverURL is where agents and joining servers register: the endpoint override, or
@@ -158,6 +158,7 @@ func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskS
 		ClusterDNS: s.Network.ClusterDNS, ClusterDomain: s.Network.ClusterDomain,
 		DatastoreEndpointSecret: in.datastoreEndpoint,
 		Token:                   in.token,
+		AgentSecret:             k3s.TokenSecret(in.agentToken),
 		PKI:                     in.pki,
 	}
 	if s.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
@@ -195,7 +196,7 @@ func agentTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSp
 		t.SpecHash = mesosbridge.SpecHash(t)
 		return t, nil
 	}
-	p, err := k3s.Agent{Common: k3sCommon(c, t.Name, s.Agents.NodePoolSpec), ServerURL: in.serverURL, Token: in.token}.Process()
+	p, err := k3s.Agent{Common: k3sCommon(c, t.Name, s.Agents.NodePoolSpec), ServerURL: in.serverURL, Token: in.agentToken}.Process()
 	if err != nil {
 		return t, fmt.Errorf("%s: %w", t.Name, err)
 	}

@@ -47,7 +47,7 @@ func names(ts []mesosbridge.TaskSpec) []string {
 func mustPlan(t *testing.T, c *v1alpha1.K3sCluster, in planInputs) []mesosbridge.TaskSpec {
 	t.Helper()
 	if in.token == "" {
-		in.token = "K10hash::server:secret"
+		in.token, in.agentToken = "K10hash::server:secret", "K10hash::node:agentsecret"
 	}
 	tasks, err := desiredTasks(c, in)
 	if err != nil {
@@ -93,7 +93,16 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 	if a0.Resources != (mesosbridge.Resources{CPUs: 1, MemMiB: 1024, DiskMiB: 2048}) {
 		t.Errorf("agent resources = %+v", a0.Resources)
 	}
+	if string(a0.Secrets[k3s.EnvToken]) != "K10hash::node:agentsecret" || string(s0.Secrets[k3s.EnvAgentToken]) != "agentsecret" {
+		t.Errorf("agents must join with the agent token and servers accept it: agent %q, server --agent-token %q",
+			a0.Secrets[k3s.EnvToken], s0.Secrets[k3s.EnvAgentToken])
+	}
 	for _, task := range tasks {
+		for name, v := range task.Secrets {
+			if task.Role == roleAgent && string(v) == "K10hash::server:secret" {
+				t.Errorf("%s holds the server token in %s", task.Name, name)
+			}
+		}
 		if err := mesosbridge.ValidateTaskSpec(task); err != nil {
 			t.Errorf("%s is not launchable: %v", task.Name, err)
 		}
@@ -132,7 +141,7 @@ func TestDesiredTasksRefuseWhatCannotRun(t *testing.T) {
 	c := testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Agents.Env = []v1alpha1.EnvVar{{Name: "K3S_TOKEN", Value: "mine"}}
 	})
-	_, err := desiredTasks(c, planInputs{token: "t", serverURL: "https://h0:31000"})
+	_, err := desiredTasks(c, planInputs{token: "t", agentToken: "K10h::node:a", serverURL: "https://h0:31000"})
 	if err == nil || !strings.Contains(err.Error(), "spec.agents") || !strings.Contains(err.Error(), "K3S_TOKEN") {
 		t.Fatalf("an env var that would shadow the token: %v", err)
 	}
@@ -152,7 +161,7 @@ func TestSpecHashFollowsTheSpec(t *testing.T) {
 	if base[0].SpecHash != args[0].SpecHash {
 		t.Fatal("agent args changed the server's hash")
 	}
-	rotated := mustPlan(t, testCluster(), planInputs{serverURL: "https://a:1", token: "K10hash::server:other"})
+	rotated := mustPlan(t, testCluster(), planInputs{serverURL: "https://a:1", token: "K10hash::server:other", agentToken: "K10hash::node:other"})
 	if rotated[0].SpecHash != base[0].SpecHash {
 		t.Fatal("a secret's value entered the hash")
 	}

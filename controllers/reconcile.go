@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -35,7 +36,13 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		return ctrl.Result{}, nil
 	}
 
-	if err := r.reconcilePKI(ctx, s); err != nil {
+	if err := r.reconcilePKI(ctx, s); errors.Is(err, errSecretsLost) {
+		// Touch nothing on Mesos: the running tasks keep running as they are.
+		if observed, ok := r.Bridge.Observe(s.key()); ok {
+			s.obs.connection, s.obs.connectionSet = observed.Connection, true
+		}
+		return ctrl.Result{RequeueAfter: retryProblem}, nil
+	} else if err != nil {
 		s.obs.kubeconfigErr = err.Error()
 		return ctrl.Result{}, err
 	}
@@ -49,7 +56,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	}
 	s.framework = cfg
 
-	in := planInputs{token: s.token, pki: s.pki.serverPKI()}
+	in := planInputs{token: s.token, agentToken: s.agentToken, pki: s.pki.serverPKI()}
 	if c.Spec.Datastore.Type == v1alpha1.DatastoreExternal {
 		endpoint, problem, err := r.externalDatastoreEndpoint(ctx, c)
 		if err != nil {

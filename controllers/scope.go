@@ -20,8 +20,8 @@ type clusterScope struct {
 	observed mesosbridge.Observed
 	// pki is the cluster's CAs once loaded or created.
 	pki *clusterPKI
-	// token is the K3s join token.
-	token string
+	// token is the K3s server token; agentToken what agents join with.
+	token, agentToken string
 
 	obs observation
 }

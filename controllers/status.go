@@ -25,6 +25,9 @@ type observation struct {
 	unsupported string
 	// invalidSpec is a spec no task can be made of; the cluster is Stalled on it.
 	invalidSpec string
+	// secretsLost says which of the cluster's identity Secrets is gone or damaged; the
+	// cluster is Stalled on it and nothing is launched.
+	secretsLost string
 
 	servers, agents roleCount
 	// apiReady is the authenticated /readyz probe of the endpoint: nil when the endpoint
@@ -212,6 +215,8 @@ func stalledCondition(o observation) metav1.Condition {
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonUnsupportedSpec, o.unsupported)
 	case o.invalidSpec != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonInvalidSpec, o.invalidSpec)
+	case o.secretsLost != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonSecretLost, o.secretsLost)
 	case o.stalledTask != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonTooManyFailures, o.stalledTask)
 	}

@@ -26,6 +26,10 @@ type Common struct {
 	NodeName   string
 	NodeLabels map[string]string
 	NodeTaints []string // key=value:Effect
+	// LogFile is where K3s writes its log (a shell expression, e.g. "$MESOS_SANDBOX"/k3s.log).
+	// K3s then rotates it itself (50 MB, three compressed backups), so a looping process
+	// cannot fill its host's disk; empty leaves the log on stdout/stderr, unbounded.
+	LogFile string
 	// ExtraArgs are appended verbatim (each one shell word) after the generated flags.
 	ExtraArgs []string
 	// Env is extra plain environment for the process.
@@ -48,8 +52,13 @@ type Server struct {
 	DatastoreEndpoint       string
 	DatastoreEndpointSecret []byte
 
-	// Token is the cluster's join token (K10<ca-hash>::server:<secret>).
+	// Token is the cluster's server token (K10<ca-hash>::server:<secret>): what servers
+	// join with. It never leaves the servers.
 	Token string
+	// AgentSecret is the secret agents join with (--agent-token); the agents' own token is
+	// AgentToken(ServerCA, AgentSecret). Anyone holding it can join as an agent but not as a
+	// server, so it cannot pull the bootstrap data (the CA keys).
+	AgentSecret string
 	// PKI is written under <data-dir>/server/tls/ before the first start; nil lets K3s
 	// generate its own CAs (only for tests of K3s itself).
 	PKI *ServerPKI
@@ -81,6 +90,9 @@ func (s Server) Process() (Process, error) {
 		return Process{}, err
 	}
 	secrets := map[string][]byte{EnvToken: []byte(s.Token)}
+	if s.AgentSecret != "" {
+		secrets[EnvAgentToken] = []byte(s.AgentSecret)
+	}
 	if len(s.DatastoreEndpointSecret) > 0 {
 		secrets[EnvDatastoreEndpoint] = s.DatastoreEndpointSecret
 	}
@@ -162,6 +174,9 @@ func (s Server) validate() error {
 
 // nodeArgs are the flags of the node's identity, then the user's own.
 func (c Common) nodeArgs(a *args) {
+	if c.LogFile != "" {
+		a.addExpr("log", c.LogFile)
+	}
 	for _, key := range sortedKeys(c.NodeLabels) {
 		a.add("node-label", key+"="+c.NodeLabels[key])
 	}
@@ -180,7 +195,7 @@ func (c Common) validate() []error {
 		errs = append(errs, errors.New("the node name is not set"))
 	}
 	for k := range c.Env {
-		if k == EnvToken || k == EnvDatastoreEndpoint || len(k) >= len(TLSVariablePrefix) && k[:len(TLSVariablePrefix)] == TLSVariablePrefix {
+		if k == EnvToken || k == EnvAgentToken || k == EnvDatastoreEndpoint || strings.HasPrefix(k, TLSVariablePrefix) {
 			errs = append(errs, fmt.Errorf("env %s is reserved: it would shadow a secret", k))
 		}
 	}

@@ -1,5 +1,11 @@
 package k3s
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+)
+
 // KeyPair is a PEM certificate and its PEM private key.
 type KeyPair struct {
 	Cert, Key []byte
@@ -51,5 +57,38 @@ func (f tlsFile) secretVar() string {
 // hold a password reach K3s without ever being on a command line.
 const (
 	EnvToken             = "K3S_TOKEN"
+	EnvAgentToken        = "K3S_AGENT_TOKEN"
 	EnvDatastoreEndpoint = "K3S_DATASTORE_ENDPOINT"
 )
+
+// ServerToken and AgentToken are K3s's "secure" tokens: K10<sha256 of the server CA
+// bundle>::<user>:<secret>. A node that joins with one checks the CA hash against what the
+// server's /cacerts serves, so it cannot be pointed at an impostor. K3s authenticates the
+// user "server" with the server token and "node" with the agent secret
+// (pkg/daemons/control/deps readTokens, pkg/server/auth.go).
+func ServerToken(serverCACert []byte, secret string) string {
+	return secureToken(serverCACert, "server", secret)
+}
+
+// AgentToken is what agents join with when servers run with --agent-token=secret.
+func AgentToken(serverCACert []byte, secret string) string {
+	return secureToken(serverCACert, "node", secret)
+}
+
+func secureToken(serverCACert []byte, user, secret string) string {
+	sum := sha256.Sum256(serverCACert)
+	return "K10" + hex.EncodeToString(sum[:]) + "::" + user + ":" + secret
+}
+
+// TokenSecret is the secret of a secure token, "" when it is not one.
+func TokenSecret(token string) string {
+	i := strings.LastIndex(token, "::")
+	if !strings.HasPrefix(token, "K10") || i < 0 {
+		return ""
+	}
+	_, secret, ok := strings.Cut(token[i+2:], ":")
+	if !ok {
+		return ""
+	}
+	return secret
+}

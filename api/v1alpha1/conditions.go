@@ -58,6 +58,9 @@ const (
 	ReasonKubeconfigWritten  = "KubeconfigWritten"
 	ReasonWaitingForEndpoint = "WaitingForEndpoint"
 	ReasonPKIError           = "PKIError"
+	// ReasonSecretLost (Stalled): the <name>-ca or <name>-token Secret of a cluster that
+	// exists on Mesos is gone or damaged.
+	ReasonSecretLost = "SecretLost"
 )
 
 // Phases: a one-word summary for people; automation reads the conditions.
