@@ -29,6 +29,8 @@ type cluster struct {
 	cfg     FrameworkConfig
 	connGen uint64
 	desired []TaskSpec
+	// graces is the kill grace period each task name's spec last asked for.
+	graces map[string]time.Duration
 	// tasks is the task reported under each name; live holds every non-terminal task
 	// by ID, including a duplicate that is being killed.
 	tasks map[string]ObservedTask
@@ -85,6 +87,7 @@ func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey
 		kills:      map[string]killOrder{},
 		killsSent:  map[string]killOrder{},
 		endedAt:    map[string]uint64{},
+		graces:     map[string]time.Duration{},
 		abandoned:  map[string]bool{},
 		conn:       Connection{Reason: ConnSubscribing, Message: "not connected yet", Since: time.Now()},
 	}
@@ -164,6 +167,9 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 	c.applyConfigLocked(cfg)
 	c.ensures++
 	c.desired = append([]TaskSpec(nil), desired...)
+	for _, s := range desired {
+		c.graces[s.Name] = s.KillGracePeriod
+	}
 	for _, t := range known {
 		c.adoptLocked(t)
 	}

@@ -3,6 +3,7 @@ package mesosbridge
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -20,6 +21,10 @@ const (
 	// LabelTaskName is on reservations, which outlive the task that asked for them.
 	LabelTaskName = "mesosk3s.io/task"
 )
+
+// roleName is what a role may be called (src/common/roles.cpp validate, narrowed): the
+// command prologue names a volume's directory by its role.
+var roleName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
 
 // FrameworkLabels are the labels on the framework, sorted by key.
 func (c FrameworkConfig) FrameworkLabels() map[string]string {
@@ -48,6 +53,8 @@ func (c FrameworkConfig) Validate() error {
 	}
 	if c.Role == "" || c.Role == "*" {
 		errs = append(errs, fmt.Errorf("role %q: a named role is required (MULTI_ROLE)", c.Role))
+	} else if !roleName.MatchString(c.Role) {
+		errs = append(errs, fmt.Errorf("role %q: letters, digits and _ . - /, not starting with . - or /", c.Role))
 	}
 	if c.Secret != "" && c.Principal == "" {
 		errs = append(errs, errors.New("a credential secret needs a principal"))

@@ -36,15 +36,11 @@ func (c *cluster) requestKill(names ...string) {
 	c.poke()
 }
 
-// graceLocked is the kill grace period of a task name: its desired spec's, else the
-// default of the TaskInfo builder.
+// graceLocked is the kill grace period of a task name: the one its spec last asked for
+// (kept after the task stops being desired: a teardown or scale-down kills it with the
+// grace it was launched with), else the default of the TaskInfo builder.
 func (c *cluster) graceLocked(name string) time.Duration {
-	for _, s := range c.desired {
-		if s.Name == name {
-			return s.KillGracePeriod
-		}
-	}
-	return 0
+	return c.graces[name]
 }
 
 // sendKills sends the queued KILLs, each with the task's kill policy so Mesos honours the

@@ -80,7 +80,10 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 
 	siblings := newSiblingTracker(in.Active)
 	accepts := make([]*offerAccept, len(offers))
-	launches := make([][]mesos.TaskInfo, len(offers)) // one LAUNCH per offer, after its RESERVE/CREATE
+	// Per offer: its RESERVE/CREATE operations first, then one LAUNCH for its plain tasks
+	// and one LAUNCH_GROUP per task group.
+	launches := make([][]mesos.TaskInfo, len(offers))
+	groups := make([][]mesos.Offer_Operation, len(offers))
 	unplaced := map[string]string{}
 	seen := make(map[string]bool, len(pending))
 	// The plan stops at the order of the first task that could not be placed: tasks of
@@ -133,13 +136,17 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 				why.add("", c)
 				continue
 			}
-			launched, info, ops := place(in, spec, need, s)
+			launched, launch, ops := place(in, spec, need, s)
 			if accepts[i] == nil {
 				accepts[i] = &offerAccept{OfferID: s.offer.ID, AgentID: s.offer.AgentID}
 			}
 			accepts[i].Operations = append(accepts[i].Operations, ops...)
 			accepts[i].Launched = append(accepts[i].Launched, launched)
-			launches[i] = append(launches[i], info)
+			if launch.Type == mesos.Offer_Operation_LAUNCH {
+				launches[i] = append(launches[i], launch.Launch.TaskInfos...)
+			} else {
+				groups[i] = append(groups[i], launch)
+			}
 			siblings.add(spec.Role, s.facts())
 			placed = true
 			break
@@ -157,10 +164,13 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 			res.Declines = append(res.Declines, offers[i].ID)
 			continue
 		}
-		a.Operations = append(a.Operations, mesos.Offer_Operation{
-			Type:   mesos.Offer_Operation_LAUNCH,
-			Launch: &mesos.Offer_Operation_Launch{TaskInfos: launches[i]},
-		})
+		if len(launches[i]) > 0 {
+			a.Operations = append(a.Operations, mesos.Offer_Operation{
+				Type:   mesos.Offer_Operation_LAUNCH,
+				Launch: &mesos.Offer_Operation_Launch{TaskInfos: launches[i]},
+			})
+		}
+		a.Operations = append(a.Operations, groups[i]...)
 		res.Accepts = append(res.Accepts, *a)
 	}
 	return res
@@ -169,10 +179,12 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 // taskNeeds is a TaskSpec reduced to what fitting an offer looks at.
 type taskNeeds struct {
 	cpus, mem, disk float64
-	ports           int
-	volumeID        string  // persistence ID of the task's volume, "" without one
-	volumeMiB       float64 // size of a volume to create when the offer does not hold it
-	pinnedAgent     string
+	// executorCPUs, executorMem are the default executor's share of a task group.
+	executorCPUs, executorMem float64
+	ports                     int
+	volumeID                  string  // persistence ID of the task's volume, "" without one
+	volumeMiB                 float64 // size of a volume to create when the offer does not hold it
+	pinnedAgent               string
 }
 
 func needsOf(fw FrameworkConfig, spec TaskSpec) taskNeeds {
@@ -181,6 +193,9 @@ func needsOf(fw FrameworkConfig, spec TaskSpec) taskNeeds {
 		mem:   roundScalar(spec.Resources.MemMiB),
 		disk:  roundScalar(spec.Resources.DiskMiB),
 		ports: len(spec.Ports),
+	}
+	if inTaskGroup(spec) {
+		n.executorCPUs, n.executorMem = executorCPUs, executorMemMiB
 	}
 	if spec.Volume != nil {
 		n.volumeID = persistenceID(fw.ClusterUID, spec.Name)
@@ -202,10 +217,10 @@ func (n taskNeeds) fits(s *offerState) string {
 	if n.pinnedAgent != "" && s.offer.AgentID.Value != n.pinnedAgent {
 		return "volume is on another agent"
 	}
-	if n.cpus > s.cpusLeft+scalarEpsilon {
+	if n.cpus+n.executorCPUs > s.cpusLeft+scalarEpsilon {
 		return "not enough cpus"
 	}
-	if n.mem > s.memLeft+scalarEpsilon {
+	if n.mem+n.executorMem > s.memLeft+scalarEpsilon {
 		return "not enough mem"
 	}
 	if uint64(n.ports) > s.portsLeft || !portRunFits(s.ports, n.ports) {
@@ -237,7 +252,7 @@ func volumePool(pools []scalarPool, size float64) int {
 
 // place carves the task's resources out of the offer and returns the launched task, its
 // TaskInfo and the RESERVE/CREATE operations its volume needs.
-func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launchedTask, mesos.TaskInfo, []mesos.Offer_Operation) {
+func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launchedTask, mesos.Offer_Operation, []mesos.Offer_Operation) {
 	fw := in.Framework
 	var ops []mesos.Offer_Operation
 	var resources []mesos.Resource
@@ -281,6 +296,12 @@ func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launche
 	ports, portResources := takePorts(s.ports, spec.Ports)
 	s.portsLeft -= uint64(need.ports)
 	resources = append(resources, portResources...)
+	var executorResources []mesos.Resource
+	if need.executorCPUs > 0 || need.executorMem > 0 {
+		executorResources = append(takeScalar(s.cpus, need.executorCPUs), takeScalar(s.mem, need.executorMem)...)
+		s.cpusLeft = roundScalar(s.cpusLeft - need.executorCPUs)
+		s.memLeft = roundScalar(s.memLeft - need.executorMem)
+	}
 
 	p := placement{
 		TaskID:     in.NewTaskID(spec.Name),
@@ -294,7 +315,7 @@ func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launche
 	return launchedTask{
 		Name: spec.Name, TaskID: p.TaskID, Role: spec.Role, Index: spec.Index, SpecHash: spec.SpecHash,
 		AgentID: p.AgentID, Hostname: p.Hostname, Ports: ports,
-	}, info, ops
+	}, launchOperation(fw, spec, info, executorResources), ops
 }
 
 // reserved turns unreserved disk into disk dynamically reserved for the framework's role,

@@ -132,8 +132,11 @@ func opTypes(a offerAccept) []string {
 func taskInfos(a offerAccept) []mesos.TaskInfo {
 	var out []mesos.TaskInfo
 	for _, op := range a.Operations {
-		if op.Type == mesos.Offer_Operation_LAUNCH {
+		switch op.Type {
+		case mesos.Offer_Operation_LAUNCH:
 			out = append(out, op.Launch.TaskInfos...)
+		case mesos.Offer_Operation_LAUNCH_GROUP:
+			out = append(out, op.LaunchGroup.TaskGroup.Tasks...)
 		}
 	}
 	return out
@@ -142,7 +145,8 @@ func taskInfos(a offerAccept) []mesos.TaskInfo {
 func TestMatchPlacesEverythingInOneRound(t *testing.T) {
 	in := roundInput(pendingServer(0, 0), pendingAgent(0, 1), pendingAgent(1, 1), pendingAgent(2, 1))
 	os := offers(
-		offerSpec{id: "o1", host: "h1", cpus: 2, mem: 4096, disk: 1000, ports: [][2]uint64{{31000, 31005}}},
+		// server-0 is a task group: its default executor takes 0.1 cpus and 32 MiB besides it.
+		offerSpec{id: "o1", host: "h1", cpus: 2.1, mem: 4096, disk: 1000, ports: [][2]uint64{{31000, 31005}}},
 		offerSpec{id: "o2", host: "h2", cpus: 2, mem: 4096, disk: 1000, ports: [][2]uint64{{31000, 31005}}},
 		offerSpec{id: "o3", host: "h3", cpus: 8, mem: 8192},
 	)
@@ -157,23 +161,32 @@ func TestMatchPlacesEverythingInOneRound(t *testing.T) {
 	if len(r.Unplaced) != 0 {
 		t.Errorf("unplaced %v", r.Unplaced)
 	}
+	wantOps := map[string][]string{"o1": {"LAUNCH", "LAUNCH_GROUP"}, "o2": {"LAUNCH"}}
 	for _, a := range r.Accepts {
-		if got := opTypes(a); !reflect.DeepEqual(got, []string{"LAUNCH"}) {
-			t.Errorf("%s: operations %v, want one LAUNCH for all its tasks", a.OfferID.Value, got)
+		if got := opTypes(a); !reflect.DeepEqual(got, wantOps[a.OfferID.Value]) {
+			t.Errorf("%s: operations %v, want %v: one LAUNCH for the Docker tasks, a LAUNCH_GROUP per task group", a.OfferID.Value, got, wantOps[a.OfferID.Value])
 		}
 		var cpus float64
-		for _, ti := range taskInfos(a) {
-			for _, res := range ti.Resources {
-				if res.Name == "cpus" {
-					cpus += res.GetScalar().GetValue()
+		count := func(res []mesos.Resource, what string) {
+			for _, r := range res {
+				if r.Name == "cpus" {
+					cpus += r.GetScalar().GetValue()
 				}
-				if res.GetAllocationInfo().GetRole() != "k3s" {
-					t.Errorf("%s: resource %s without the role's allocation info", ti.Name, res.Name)
+				if r.GetAllocationInfo().GetRole() != "k3s" {
+					t.Errorf("%s: resource %s without the role's allocation info", what, r.Name)
 				}
 			}
 		}
-		if cpus > 2 {
-			t.Errorf("%s: %v cpus launched from a 2-cpu offer", a.OfferID.Value, cpus)
+		for _, ti := range taskInfos(a) {
+			count(ti.Resources, ti.Name)
+		}
+		for _, op := range a.Operations {
+			if op.Type == mesos.Offer_Operation_LAUNCH_GROUP {
+				count(op.LaunchGroup.Executor.Resources, "executor")
+			}
+		}
+		if offered := map[string]float64{"o1": 2.1, "o2": 2}[a.OfferID.Value]; cpus > offered+scalarEpsilon {
+			t.Errorf("%s: %v cpus launched from a %v-cpu offer", a.OfferID.Value, cpus, offered)
 		}
 	}
 }

@@ -32,8 +32,14 @@ type Options struct {
 	// explicitly (default 15s): Mesos does not say when such an agent comes back.
 	UnreachableReconcileInterval time.Duration
 	// KillWait bounds how long Teardown waits for killed tasks to become terminal before
-	// it sends TEARDOWN anyway (default 30s).
+	// it sends TEARDOWN anyway: at least this long (default 30s), and always the longest kill
+	// grace period of the cluster's tasks plus KillWaitMargin, so that a task that ignores
+	// SIGTERM (and dies only when Mesos SIGKILLs it at the end of its grace) is seen
+	// terminal before TEARDOWN, and its volume and reservation can be released.
 	KillWait time.Duration
+	// KillWaitMargin is added to the longest kill grace period (default 10s): the executor's
+	// SIGKILL, the status update and its delivery take time.
+	KillWaitMargin time.Duration
 	// ReleaseWait bounds how long Teardown waits, once the tasks are gone, for offers that
 	// carry the cluster's persistent volumes and reservations so it can free them before
 	// TEARDOWN (default 15s).
@@ -72,6 +78,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.KillWait <= 0 {
 		o.KillWait = 30 * time.Second
+	}
+	if o.KillWaitMargin <= 0 {
+		o.KillWaitMargin = 10 * time.Second
 	}
 	if o.ReleaseWait <= 0 {
 		o.ReleaseWait = 15 * time.Second

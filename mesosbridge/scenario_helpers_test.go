@@ -127,11 +127,12 @@ func clusterConfig(name string, masters ...string) FrameworkConfig {
 	}
 }
 
-// smallServer and smallAgent are Docker tasks (simulated by the emulator).
+// smallServer is an image task under the Mesos containerizer (a task group) and smallAgent
+// a Docker task: the emulator simulates both.
 func smallServer(i int) TaskSpec {
 	s := serverSpec()
 	s.Name, s.Index, s.Order = fmt.Sprintf("server-%d", i), i, i
-	s.Container = Container{Type: ContainerDocker, Image: "example/server:1"}
+	s.Container = Container{Type: ContainerImage, Image: "example/server:1"}
 	s.Fetch = nil
 	s.Resources = Resources{CPUs: 1, MemMiB: 512, DiskMiB: 128}
 	s.Constraints = []Constraint{{Field: "hostname", Operator: "UNIQUE"}}

@@ -26,7 +26,44 @@ const (
 	defaultKillGracePeriod = 30 * time.Second
 	// sandboxDataDir holds the data when the task has no persistent volume.
 	sandboxDataDir = "data"
+	// What the default executor of a task group takes besides its task: the agent's own
+	// defaults for an executor (DEFAULT_EXECUTOR_CPUS, DEFAULT_EXECUTOR_MEM in
+	// src/slave/constants.hpp).
+	executorCPUs   = 0.1
+	executorMemMiB = 32
 )
+
+// inTaskGroup says whether a task is launched as a task group of the default executor:
+// every task under the Mesos containerizer is. The command executor of a plain command
+// task gets the resolved environment, secrets included, on its command line
+// (--task_environment, src/slave/containerizer/mesos/containerizer.cpp), where any local
+// user can read it; a nested container of the default executor gets it in its environment
+// only (src/slave/containerizer/mesos/isolators/environment_secret.cpp).
+func inTaskGroup(spec TaskSpec) bool { return spec.Container.Type != ContainerDocker }
+
+// launchOperation is the LAUNCH or LAUNCH_GROUP that starts a placed task.
+func launchOperation(fw FrameworkConfig, spec TaskSpec, info mesos.TaskInfo, executorResources []mesos.Resource) mesos.Offer_Operation {
+	if !inTaskGroup(spec) {
+		return mesos.Offer_Operation{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{info}}}
+	}
+	executor := mesos.ExecutorInfo{
+		Type: mesos.ExecutorInfo_DEFAULT,
+		// One executor per task, named after it (as the command executor is): the group
+		// lives and dies with its task.
+		ExecutorID:  mesos.ExecutorID{Value: info.TaskID.Value},
+		FrameworkID: frameworkIDOf(fw.FrameworkID),
+		Resources:   executorResources,
+		Container:   &mesos.ContainerInfo{Type: mesos.ContainerInfo_MESOS.Enum()},
+	}
+	if spec.NetworkMode == NetworkCNI {
+		// The task's nested container joins its executor's network.
+		executor.Container.NetworkInfos = []mesos.NetworkInfo{{Name: ptr(spec.NetworkName)}}
+	}
+	return mesos.Offer_Operation{Type: mesos.Offer_Operation_LAUNCH_GROUP, LaunchGroup: &mesos.Offer_Operation_LaunchGroup{
+		Executor:  executor,
+		TaskGroup: mesos.TaskGroupInfo{Tasks: []mesos.TaskInfo{info}},
+	}}
+}
 
 // buildTaskInfo turns a spec and its placement into the TaskInfo to LAUNCH.
 func buildTaskInfo(fw FrameworkConfig, spec TaskSpec, p placement) (mesos.TaskInfo, error) {
@@ -44,7 +81,7 @@ func taskInfoFor(fw FrameworkConfig, spec TaskSpec, p placement) mesos.TaskInfo 
 		TaskID:     mesos.TaskID{Value: p.TaskID},
 		AgentID:    mesos.AgentID{Value: p.AgentID},
 		Resources:  p.Resources,
-		Command:    commandInfo(spec, p),
+		Command:    commandInfo(fw, spec, p),
 		Container:  containerInfo(spec),
 		Labels:     mesosLabels(taskLabels(fw, spec)),
 		Discovery:  discoveryInfo(fw, spec, p.Ports),
@@ -58,7 +95,7 @@ func taskInfoFor(fw FrameworkConfig, spec TaskSpec, p placement) mesos.TaskInfo 
 
 // commandInfo runs the task's script under /bin/sh after a prologue that names its data
 // directory, with its ports and environment; without a script the image's entrypoint runs.
-func commandInfo(spec TaskSpec, p placement) *mesos.CommandInfo {
+func commandInfo(fw FrameworkConfig, spec TaskSpec, p placement) *mesos.CommandInfo {
 	env := merge(spec.Env, portEnv(p.Ports))
 	cmd := &mesos.CommandInfo{Environment: environment(env, spec.Secrets)}
 	for _, u := range spec.Fetch {
@@ -73,8 +110,41 @@ func commandInfo(spec TaskSpec, p placement) *mesos.CommandInfo {
 		return cmd
 	}
 	cmd.Shell = ptr(true)
-	cmd.Value = ptr(EnvDataDir + "=" + dataDirExpr(p) + "\nexport " + EnvDataDir + "\n" + spec.Command)
+	cmd.Value = ptr(dataDirPrologue(fw, spec, p) + spec.Command)
 	return cmd
+}
+
+// mesosSandboxInContainers is where Mesos maps the sandbox inside a container with its own
+// root filesystem (the agent's --sandbox_directory default, src/slave/flags.cpp), and where
+// the Docker containerizer maps it: a path that is the same on every run.
+const mesosSandboxInContainers = "/mnt/mesos/sandbox"
+
+// dataDirPrologue sets $DATA_DIR, the task's data directory, to a path that is the same on
+// every run of the task. Programs record absolute paths (K3s writes them into its own
+// kubeconfigs), but a sandbox is one run's (.../runs/<containerID>/), and when the task ends
+// the agent removes the volume's link from it (src/slave/containerizer/mesos/isolators/
+// filesystem/posix.cpp): a path through $MESOS_SANDBOX breaks on the next run. A persistent
+// volume appears in the sandbox at its container path as
+//   - a symlink to the volume under filesystem/posix, reached from a task group's nested
+//     sandbox through the SANDBOX_PATH volume the default executor adds, itself a symlink
+//     without filesystem/linux (isolators/volume/sandbox_path.cpp): resolved;
+//   - a bind mount under filesystem/linux: inside an image or a Docker container the
+//     sandbox is /mnt/mesos/sandbox on every run; on the agent's own filesystem the volume's
+//     path on the agent is used, <work_dir>/volumes/roles/<role, '/' as ' '>/<id>
+//     (src/slave/paths.cpp getPersistentVolumePath), the work dir taken from the sandbox path.
+func dataDirPrologue(fw FrameworkConfig, spec TaskSpec, p placement) string {
+	if p.VolumePath == "" {
+		return EnvDataDir + `="$MESOS_SANDBOX"/` + sandboxDataDir + "\nexport " + EnvDataDir + "\n"
+	}
+	id := persistenceID(fw.ClusterUID, spec.Name)
+	role := strings.ReplaceAll(fw.Role, "/", " ")
+	return EnvDataDir + `="$MESOS_SANDBOX"/` + p.VolumePath + "\n" +
+		`if [ -L "$` + EnvDataDir + `" ]; then` + "\n" +
+		`  ` + EnvDataDir + `=$(readlink -f "$` + EnvDataDir + `")` + "\n" +
+		`elif [ "$MESOS_SANDBOX" != ` + mesosSandboxInContainers + ` ]; then` + "\n" +
+		`  ` + EnvDataDir + `="${MESOS_SANDBOX%%/slaves/*}"/volumes/roles/'` + role + `'/` + id + "\n" +
+		`  [ -d "$` + EnvDataDir + `" ] || { echo "persistent volume ` + id + ` not found at a path that stays the same across runs" >&2; exit 1; }` + "\n" +
+		"fi\nexport " + EnvDataDir + "\n"
 }
 
 // taskLabels let the bridge and the rollout recognise a task after a restart: which
@@ -108,10 +178,15 @@ func discoveryInfo(fw FrameworkConfig, spec TaskSpec, ports map[string]uint32) *
 }
 
 func killPolicy(grace time.Duration) *mesos.KillPolicy {
+	return &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: effectiveGrace(grace).Nanoseconds()}}
+}
+
+// effectiveGrace is the kill grace period a task gets: its own, or the bridge's default.
+func effectiveGrace(grace time.Duration) time.Duration {
 	if grace <= 0 {
-		grace = defaultKillGracePeriod
+		return defaultKillGracePeriod
 	}
-	return &mesos.KillPolicy{GracePeriod: &mesos.DurationInfo{Nanoseconds: grace.Nanoseconds()}}
+	return grace
 }
 
 // healthCheck is the Mesos health check of a spec's check, on the port it names.
@@ -139,10 +214,20 @@ func healthCheck(h HealthCheck, ports map[string]uint32) *mesos.HealthCheck {
 	return hc
 }
 
-// containerInfo is nil for a plain command task, and a Docker container otherwise.
+// containerInfo is nil for a plain command task, the image under the Mesos containerizer,
+// or a Docker container.
 func containerInfo(spec TaskSpec) *mesos.ContainerInfo {
-	if spec.Container.Type != ContainerDocker {
+	switch spec.Container.Type {
+	case ContainerNone:
 		return nil
+	case ContainerImage:
+		return &mesos.ContainerInfo{
+			Type: mesos.ContainerInfo_MESOS.Enum(),
+			Mesos: &mesos.ContainerInfo_MesosInfo{Image: &mesos.Image{
+				Type:   mesos.Image_DOCKER.Enum(),
+				Docker: &mesos.Image_Docker{Name: spec.Container.Image},
+			}},
+		}
 	}
 	docker := &mesos.ContainerInfo_DockerInfo{
 		Image:   spec.Container.Image,
@@ -161,18 +246,6 @@ func containerInfo(spec TaskSpec) *mesos.ContainerInfo {
 		c.NetworkInfos = []mesos.NetworkInfo{{Name: ptr(spec.NetworkName)}}
 	}
 	return c
-}
-
-// dataDirExpr is the shell expression of the task's data directory: on its persistent
-// volume when it has one, in the sandbox otherwise. Relative volume paths are mounted
-// under the sandbox by both containerizers, so one expression serves both. Volume paths
-// are validated to need no quoting.
-func dataDirExpr(p placement) string {
-	rel := sandboxDataDir
-	if p.VolumePath != "" {
-		rel = p.VolumePath
-	}
-	return `"$MESOS_SANDBOX"/` + rel
 }
 
 // portEnv exposes each port as PORT_<NAME>.

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +57,7 @@ func agentSpec() TaskSpec {
 		Resources:   Resources{CPUs: 2, MemMiB: 4096},
 		Container:   Container{Type: ContainerDocker, Image: "rancher/k3s:v1.31.4-k3s1", Privileged: true, Tmpfs: []string{"/run", "/var/run"}},
 		Command:     `exec k3s agent --data-dir="$DATA_DIR"`,
-		Secrets:     map[string][]byte{"APP_TOKEN": []byte("K10abc::server:TOKEN-SECRET-VALUE")},
+		Env:         map[string]string{"APP_MODE": "agent"},
 		NetworkMode: NetworkHost,
 		SpecHash:    "def456",
 	}
@@ -171,7 +174,6 @@ func TestBuildTaskInfoImageEntrypointAndVolume(t *testing.T) {
 		Name: "datastore-0", Role: "datastore", Container: Container{Type: ContainerDocker, Image: "mysql:8.4"},
 		Resources: Resources{CPUs: 1, MemMiB: 1024}, Ports: []string{"mysql"}, NetworkMode: NetworkHost,
 		Env:         map[string]string{"MYSQL_DATABASE": "k3s"},
-		Secrets:     map[string][]byte{"MYSQL_ROOT_PASSWORD": []byte("DB-ROOT-PASSWORD")},
 		HealthCheck: &HealthCheck{Protocol: HealthTCP, Port: "mysql", Interval: time.Second},
 	}
 	info, err := buildTaskInfo(testFramework(), ds, testPlacement(map[string]uint32{"mysql": 31306}))
@@ -187,7 +189,7 @@ func TestBuildTaskInfoImageEntrypointAndVolume(t *testing.T) {
 	}
 	env := envOf(info)
 	if env["MYSQL_DATABASE"].GetValue() != "k3s" || env["PORT_MYSQL"].GetValue() != "31306" ||
-		env["MYSQL_ROOT_PASSWORD"].GetType() != mesos.Environment_Variable_SECRET {
+		env["MYSQL_ROOT_PASSWORD"] != nil {
 		t.Errorf("env %+v", env)
 	}
 
@@ -198,8 +200,8 @@ func TestBuildTaskInfoImageEntrypointAndVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "DATA_DIR=\"$MESOS_SANDBOX\"/mysql-data\nexport DATA_DIR\n" + ds.Command; info.GetCommand().GetValue() != want {
-		t.Errorf("command %q", info.GetCommand().GetValue())
+	if got := info.GetCommand().GetValue(); !strings.HasPrefix(got, "DATA_DIR=\"$MESOS_SANDBOX\"/mysql-data\n") || !strings.HasSuffix(got, "export DATA_DIR\n"+ds.Command) {
+		t.Errorf("command %q", got)
 	}
 }
 
@@ -306,5 +308,116 @@ func TestTaskIDs(t *testing.T) {
 	}
 	if got := TaskName("agent", 12); got != "agent-12" {
 		t.Errorf("TaskName = %q", got)
+	}
+}
+
+// Tasks under the Mesos containerizer go out as a task group of the default executor, so
+// their secrets never reach a command executor's command line; Docker tasks stay a plain
+// LAUNCH and cannot carry secrets at all.
+func TestLaunchOperationByContainer(t *testing.T) {
+	fw := testFramework()
+	fw.FrameworkID = "fw-1"
+	execRes := []mesos.Resource{{Name: "cpus", Type: mesos.SCALAR.Enum(), Scalar: &mesos.Value_Scalar{Value: executorCPUs}}}
+	for _, c := range []Container{{}, {Type: ContainerImage, Image: "rancher/k3s:v1.31.4-k3s1"}} {
+		spec := serverSpec()
+		spec.Container = c
+		info := taskInfoFor(fw, spec, testPlacement(map[string]uint32{"api": 31000, "api-next": 31001}))
+		op := launchOperation(fw, spec, info, execRes)
+		if op.Type != mesos.Offer_Operation_LAUNCH_GROUP {
+			t.Fatalf("%q: %s, want LAUNCH_GROUP", c.Type, op.Type)
+		}
+		ex := op.LaunchGroup.Executor
+		if ex.Type != mesos.ExecutorInfo_DEFAULT || ex.ExecutorID.Value != info.TaskID.Value || ex.GetFrameworkID().GetValue() != "fw-1" ||
+			len(ex.Resources) != 1 || ex.Command != nil || ex.GetContainer().GetType() != mesos.ContainerInfo_MESOS || ex.GetContainer().GetMesos().GetImage() != nil {
+			t.Errorf("%q: executor %+v", c.Type, ex)
+		}
+		tasks := op.LaunchGroup.TaskGroup.Tasks
+		if len(tasks) != 1 || tasks[0].Executor != nil || tasks[0].TaskID != info.TaskID {
+			t.Errorf("%q: task group %+v", c.Type, tasks)
+		}
+	}
+	img := serverSpec()
+	img.Container = Container{Type: ContainerImage, Image: "rancher/k3s:v1.31.4-k3s1"}
+	ci := containerInfo(img)
+	if ci.GetType() != mesos.ContainerInfo_MESOS || ci.GetMesos().GetImage().GetType() != mesos.Image_DOCKER ||
+		ci.GetMesos().GetImage().GetDocker().GetName() != "rancher/k3s:v1.31.4-k3s1" || ci.Docker != nil {
+		t.Errorf("image container %+v", ci)
+	}
+	docker := agentSpec()
+	info := taskInfoFor(fw, docker, testPlacement(nil))
+	if op := launchOperation(fw, docker, info, nil); op.Type != mesos.Offer_Operation_LAUNCH || len(op.Launch.TaskInfos) != 1 {
+		t.Errorf("docker: %s", op.Type)
+	}
+	docker.Secrets = map[string][]byte{"APP_TOKEN": []byte("x")}
+	if err := ValidateTaskSpec(docker); err == nil || !strings.Contains(err.Error(), "does not resolve SECRET variables") {
+		t.Errorf("a Docker task with secrets: %v", err)
+	}
+}
+
+// TestDataDirStaysTheSameAcrossRuns runs the prologue with sh in sandboxes laid out as the
+// Mesos agent lays them out, and checks that $DATA_DIR names the volume itself, never one
+// run's sandbox.
+func TestDataDirStaysTheSameAcrossRuns(t *testing.T) {
+	fw := testFramework()
+	fw.Role = "k3s/prod"
+	spec := serverSpec()
+	spec.Command = `printf '%s' "$DATA_DIR"`
+	p := testPlacement(nil)
+	p.VolumePath = "k3s-data"
+	info := taskInfoFor(fw, spec, p)
+	script := info.GetCommand().GetValue()
+	work := t.TempDir()
+	volume := filepath.Join(work, "volumes", "roles", "k3s prod", persistenceID(fw.ClusterUID, spec.Name))
+	if err := os.MkdirAll(volume, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(sandbox string) (string, error) {
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Env = []string{"MESOS_SANDBOX=" + sandbox, "PATH=" + os.Getenv("PATH")}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	runDir := func(n string) string {
+		d := filepath.Join(work, "slaves", "a1", "frameworks", "f1", "executors", "server-0.x", "runs", n)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	// filesystem/posix, command task: the volume is a symlink in the sandbox.
+	posix := runDir("c1")
+	if err := os.Symlink(volume, filepath.Join(posix, "k3s-data")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := run(posix); err != nil || got != volume {
+		t.Errorf("posix: DATA_DIR=%q (%v), want %q", got, err, volume)
+	}
+	// A task group: the nested sandbox links to the executor's sandbox, which links to the volume.
+	nested := filepath.Join(posix, "containers", "child")
+	if err := os.MkdirAll(nested, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(posix, "k3s-data"), filepath.Join(nested, "k3s-data")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := run(nested); err != nil || got != volume {
+		t.Errorf("task group: DATA_DIR=%q (%v), want %q", got, err, volume)
+	}
+	// filesystem/linux on the agent's filesystem: a bind mount looks like a directory in the
+	// sandbox; the volume's own path on the agent is used.
+	linux := runDir("c2")
+	if err := os.Mkdir(filepath.Join(linux, "k3s-data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := run(linux); err != nil || got != volume {
+		t.Errorf("linux: DATA_DIR=%q (%v), want %q", got, err, volume)
+	}
+	// No volume where it must be: fail, rather than start on an empty directory.
+	if err := os.RemoveAll(volume); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(linux); err == nil || !strings.Contains(out, "not found") {
+		t.Errorf("missing volume: %q, %v", out, err)
 	}
 }

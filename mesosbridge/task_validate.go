@@ -13,7 +13,7 @@ var (
 	dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// volumePathChars need no shell quoting, so the command prologue can name the path bare.
-	volumePathChars = regexp.MustCompile(`^[A-Za-z0-9._/-]+$`)
+	volumePathChars = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 )
 
 // ValidateTaskSpec reports every problem that would stop the task from being launched,
@@ -43,6 +43,21 @@ func ValidateTaskSpec(s TaskSpec) error {
 		if s.Container.Image == "" {
 			bad("a Docker container needs an image")
 		}
+		if len(s.Secrets) > 0 {
+			// src/docker/docker.cpp copies variable.value(), which a SECRET variable has not:
+			// the task would start with every secret empty.
+			bad("a Docker container cannot receive secrets: the Docker containerizer does not resolve SECRET variables (they arrive empty); run the image under the Mesos containerizer instead")
+		}
+	case ContainerImage:
+		if s.Container.Image == "" {
+			bad("an image container needs an image")
+		}
+		if s.Command == "" {
+			bad("an image task under the Mesos containerizer needs a command")
+		}
+		if s.Container.Privileged || len(s.Container.Tmpfs) > 0 {
+			bad("privileged and tmpfs are Docker container options")
+		}
 	case ContainerNone:
 		if s.Command == "" {
 			bad("a command task needs a command")
@@ -51,7 +66,7 @@ func ValidateTaskSpec(s TaskSpec) error {
 			bad("a command task without a container runs with Host networking")
 		}
 	default:
-		bad("container type %q must be Docker or none", s.Container.Type)
+		bad("container type %q must be Image, Docker or none", s.Container.Type)
 	}
 	switch s.NetworkMode {
 	case NetworkHost, "":
@@ -66,9 +81,11 @@ func ValidateTaskSpec(s TaskSpec) error {
 		if v.SizeMiB <= 0 {
 			bad("volume size must be > 0")
 		}
-		if v.ContainerPath == "" || path.IsAbs(v.ContainerPath) || path.Clean(v.ContainerPath) != v.ContainerPath ||
-			strings.HasPrefix(v.ContainerPath, "..") || !volumePathChars.MatchString(v.ContainerPath) {
-			bad("volume container path %q must be a clean path relative to the sandbox (letters, digits, . _ / -)", v.ContainerPath)
+		// Mesos links a persistent volume into the sandbox only at a relative path without
+		// '/' (src/slave/containerizer/mesos/isolators/filesystem/posix.cpp skips others).
+		if v.ContainerPath == "" || path.IsAbs(v.ContainerPath) || strings.Contains(v.ContainerPath, "/") ||
+			v.ContainerPath == "." || v.ContainerPath == ".." || !volumePathChars.MatchString(v.ContainerPath) {
+			bad("volume container path %q must be one name relative to the sandbox (letters, digits, . _ -)", v.ContainerPath)
 		}
 	}
 	for _, u := range s.Fetch {

@@ -9,12 +9,14 @@ import (
 	"github.com/mesos/mesos-go/api/v1/lib/scheduler"
 )
 
-// teardownState tracks Teardown: kill everything, wait (bounded by KillWait) for
-// terminal states, TEARDOWN.
+// teardownState tracks Teardown: kill everything, wait (bounded, see Options.KillWait)
+// for terminal states, release the volumes and reservations, TEARDOWN.
 type teardownState struct {
 	requested bool
 	// killDeadline is when the wait for killed tasks ends; zero until the kills went out.
+	// killWait is how long that wait is (see Options.KillWait).
 	killDeadline time.Time
+	killWait     time.Duration
 	// releaseDeadline bounds the release of the cluster's reservations (see release.go);
 	// zero until every task is terminal. released: an offer round showed none left.
 	releaseDeadline time.Time
@@ -82,7 +84,7 @@ func (c *cluster) finishTeardownLocked(message string) {
 }
 
 // advanceTeardown takes the next teardown step once the reconciliation has shown every
-// task: queue a KILL for each live task, then, when all are terminal or KillWait is over,
+// task: queue a KILL for each live task, then, when all are terminal or the kill wait is over,
 // send TEARDOWN (which makes Mesos kill whatever is left).
 func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.Timer) error {
 	c.mu.Lock()
@@ -92,11 +94,15 @@ func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.T
 	}
 	now := time.Now()
 	if c.teardown.killDeadline.IsZero() {
-		c.teardown.killDeadline = now.Add(c.opts.KillWait)
-		timer.Reset(c.opts.KillWait)
+		wait := c.opts.KillWait
 		for id, t := range c.live {
-			c.kills[id] = killOrder{agentID: t.AgentID, grace: c.graceLocked(t.Name)}
+			k := killOrder{agentID: t.AgentID, grace: c.graceLocked(t.Name)}
+			c.kills[id] = k
+			wait = max(wait, effectiveGrace(k.grace)+c.opts.KillWaitMargin)
 		}
+		c.teardown.killWait = wait
+		c.teardown.killDeadline = now.Add(wait)
+		timer.Reset(wait)
 		c.mu.Unlock()
 		if err := c.sendKills(ctx, cl); err != nil {
 			return err
@@ -125,7 +131,7 @@ func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.T
 		c.log.Info("reservations not all seen released within the release wait; tearing down anyway", "releaseWait", c.opts.ReleaseWait.String())
 	}
 	if remaining > 0 {
-		c.log.Info("tasks not terminal after the kill wait; tearing down anyway", "tasks", remaining, "killWait", c.opts.KillWait.String())
+		c.log.Info("tasks not terminal after the kill wait; tearing down anyway", "tasks", remaining, "killWait", c.teardown.killWait.String())
 	}
 	if err := cl.call(ctx, &scheduler.Call{Type: scheduler.Call_TEARDOWN}, nil); err != nil {
 		return err

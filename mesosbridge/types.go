@@ -66,7 +66,12 @@ const (
 	// ContainerNone is a plain command task under the Mesos containerizer, on the agent
 	// host's own filesystem.
 	ContainerNone ContainerType = ""
-	// ContainerDocker runs Container.Image with the Docker containerizer.
+	// ContainerImage runs the task's command in Container.Image under the Mesos
+	// containerizer ("UCR": ContainerInfo type MESOS with a Docker image), so its secrets and
+	// volumes behave as for a plain command task.
+	ContainerImage ContainerType = "Image"
+	// ContainerDocker runs Container.Image with the Docker containerizer. It cannot carry
+	// secrets: the Docker containerizer does not resolve SECRET variables.
 	ContainerDocker ContainerType = "Docker"
 )
 
@@ -75,7 +80,7 @@ type Container struct {
 	Type ContainerType
 	// Image is the full image reference (with tag or digest).
 	Image string
-	// Privileged gives a Docker container every capability and device.
+	// Privileged gives a Docker container every capability and device (Docker only).
 	Privileged bool
 	// Tmpfs are mount points inside a Docker container that get a fresh tmpfs.
 	Tmpfs []string
@@ -182,6 +187,9 @@ type TaskSpec struct {
 	// Env is plain environment. Nothing secret here: the master's /state may show it.
 	Env map[string]string
 	// Secrets are environment variables delivered as Mesos secrets, never as plain ones.
+	// Tasks under the Mesos containerizer are launched as a task group of the default
+	// executor (LAUNCH_GROUP), which resolves them into the task's own environment; a plain
+	// command task would have them on its command executor's command line.
 	Secrets map[string][]byte
 
 	HealthCheck *HealthCheck
