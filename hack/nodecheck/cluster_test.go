@@ -109,10 +109,16 @@ func startServer(t *testing.T, k3s, work, cniBin string) *server {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	s.cmd = exec.Command(k3s, args...)
+	// A K3s server, even with --disable-agent and --write-kubeconfig, writes the host's
+	// /etc/rancher/k3s/k3s.yaml (a symlink to the kubeconfig) and a node password in
+	// /etc/rancher/node/: like an agent it gets a private mount namespace with its own
+	// /etc/rancher.
+	s.cmd = exec.Command("unshare", append([]string{"--mount", "--propagation", "slave", "--",
+		"/bin/sh", "-c", `mkdir -p /etc/rancher "$RANCHER" && mount --bind "$RANCHER" /etc/rancher && exec "$0" "$@"`,
+		k3s}, args...)...)
 	// host-local on PATH: without it a --disable-agent server with flannel never starts
 	// its scheduler (k3s-nodes-here.md, FIX 1).
-	s.cmd.Env = append(os.Environ(), "PATH="+cniBin+":"+os.Getenv("PATH"))
+	s.cmd.Env = append(os.Environ(), "PATH="+cniBin+":"+os.Getenv("PATH"), "RANCHER="+filepath.Join(work, "server-rancher"))
 	s.cmd.Dir = work
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

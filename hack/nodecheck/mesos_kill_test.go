@@ -75,7 +75,7 @@ exec sleep 1002
 	if len(rep.killed) != 3 {
 		t.Errorf("killed %v, want 3 processes", rep.processes)
 	}
-	if left := traces(tk.cgroup, ns, []string{data, "mk3s-killtest"}); len(left) > 0 {
+	if left := tracesAfterKill(tk.cgroup, ns, []string{data, "mk3s-killtest"}); len(left) > 0 {
 		t.Errorf("after the kill:\n%s", strings.Join(left, "\n"))
 	}
 	for _, mnt := range h.v1 {

@@ -360,11 +360,12 @@ func (tk *task) memoryUsage() (usage, rss int64) {
 	return usage, rss
 }
 
-// rssSum is the sum of VmRSS over the task's processes (shared pages counted per
-// process), in bytes, and the processes by name.
-func (tk *task) rssSum() (int64, map[string]int) {
-	var sum int64
-	byName := map[string]int{}
+// rss sums the task's processes' resident memory from /proc/<pid>/status, in bytes:
+// anonymous (RssAnon: private heap and stacks, what each agent really costs) and all
+// (VmRSS: also the mapped k3s and containerd binaries, shared by every agent on the host),
+// and counts the processes by name.
+func (tk *task) rss() (anon, all int64, byName map[string]int) {
+	byName = map[string]int{}
 	for _, pid := range tk.pids() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
@@ -372,11 +373,16 @@ func (tk *task) rssSum() (int64, map[string]int) {
 		}
 		byName[comm(pid)]++
 		for _, line := range strings.Split(string(b), "\n") {
+			kb := func(v string) int64 {
+				n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				return n << 10
+			}
 			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-				sum += kb << 10
+				all += kb(v)
+			} else if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+				anon += kb(v)
 			}
 		}
 	}
-	return sum, byName
+	return anon, all, byName
 }

@@ -2,6 +2,7 @@ package nodecheck
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,7 +146,8 @@ func (e *env) logf(format string, args ...any) {
 // launchAgent starts agent-task.sh as a Mesos task on host, the way the operator will:
 // the script and the image archive in the sandbox (the fetcher's job), everything else
 // in the environment.
-func (e *env) launchAgent(host *emuHost, nodeName, dataDir string) *agent {
+// ports nil means fresh ports from the host's offer.
+func (e *env) launchAgent(host *emuHost, nodeName, dataDir string, ports map[string]int) *agent {
 	t := e.t
 	t.Helper()
 	e.runs++
@@ -160,7 +162,9 @@ func (e *env) launchAgent(host *emuHost, nodeName, dataDir string) *agent {
 	if err := os.WriteFile(conflist, []byte(flannelConflist), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ports := e.offers.ports(host)
+	if ports == nil {
+		ports = e.offers.ports(host)
+	}
 	vars := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DATA_DIR=" + dataDir,
@@ -253,6 +257,19 @@ func traces(cgroup, mntns string, paths []string) []string {
 	return found
 }
 
+// tracesAfterKill is traces once the killed processes' zombies are reaped (by PID 1, their
+// parents being dead too): up to 10 s.
+func tracesAfterKill(cgroup, mntns string, paths []string) []string {
+	var left []string
+	_ = waitFor(10*time.Second, func() error {
+		if left = traces(cgroup, mntns, paths); len(left) > 0 {
+			return fmt.Errorf("%d traces", len(left))
+		}
+		return nil
+	})
+	return left
+}
+
 // listeners lists "proto port" of every listening TCP socket and bound UDP socket in a
 // network namespace.
 func listeners(netns string) ([]string, error) {
@@ -287,6 +304,7 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	start := time.Now()
 	e := &env{t: t, root: repoRoot(t), k3s: k3s}
 	e.work = t.TempDir() // removed last: after every process and mount is gone
+	t.Cleanup(func() { keepLogs(t, e.work) })
 	if out, err := run(filepath.Join(e.root, "hack", "node-prereqs.sh")); err != nil {
 		t.Fatalf("prerequisites: %v\n%s", err, out)
 	}
@@ -311,8 +329,8 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	dataDir := func(h *emuHost, node string) string {
 		return filepath.Join(e.work, "hosts", h.name, "data", node)
 	}
-	a1 := e.launchAgent(hosts[0], "agent-1", dataDir(hosts[0], "agent-1"))
-	a2 := e.launchAgent(hosts[1], "agent-2", dataDir(hosts[1], "agent-2"))
+	a1 := e.launchAgent(hosts[0], "agent-1", dataDir(hosts[0], "agent-1"), nil)
+	a2 := e.launchAgent(hosts[1], "agent-2", dataDir(hosts[1], "agent-2"), nil)
 	agents := []*agent{a1, a2}
 	nodes := map[string]*node{}
 	for _, a := range agents {
@@ -415,10 +433,10 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	e.logf("host->pod curl, kubectl exec, pod->pod across hosts (wget both ways), kubectl logs: checked")
 
 	for _, a := range agents {
-		rss, procs := a.rssSum()
+		anon, all, procs := a.rss()
 		usage, memRSS := a.memoryUsage()
-		e.logf("%s task: %d processes %v; sum VmRSS %s; memory cgroup usage %s (total_rss %s)",
-			a.nodeName, len(a.pids()), procs, mib(rss), mib(usage), mib(memRSS))
+		e.logf("%s task: %d processes %v; RssAnon %s, VmRSS %s (summed over the processes); memory cgroup: usage %s, total_rss %s",
+			a.nodeName, len(a.pids()), procs, mib(anon), mib(all), mib(usage), mib(memRSS))
 	}
 
 	// --- kill agent-1 the Mesos way -------------------------------------------------
@@ -431,7 +449,7 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	}
 	e.logf("killed task %s in %s: %d processes %v; removed %d cgroups; cgroup2 dirs (Mesos 1.12 would leave them): %v",
 		a1.id, rep.took.Round(time.Millisecond), len(rep.killed), rep.processes, rep.cgroupsRemove, rep.unifiedLeft)
-	if left := traces(a1.cgroup, a1ns, a1Paths); len(left) > 0 {
+	if left := tracesAfterKill(a1.cgroup, a1ns, a1Paths); len(left) > 0 {
 		t.Errorf("after the kill of %s:\n%s", a1.id, strings.Join(left, "\n"))
 	}
 	for _, mnt := range append(slices.Clone(e.h.v1), e.h.unified) {
@@ -457,7 +475,7 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	}
 
 	// --- same node name, wiped data dir: the server refuses the new node password ---
-	wiped := e.launchAgent(hosts[0], "agent-1", dataDir(hosts[0], "agent-1-wiped"))
+	wiped := e.launchAgent(hosts[0], "agent-1", dataDir(hosts[0], "agent-1-wiped"), nil)
 	if err := waitFor(90*time.Second, func() error {
 		b, _ := os.ReadFile(filepath.Join(wiped.sandbox, "stderr"))
 		if strings.Contains(string(b), "Node password rejected") {
@@ -476,12 +494,21 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	if _, err := wiped.kill(); err != nil {
 		t.Fatal(err)
 	}
-	if left := traces(wiped.cgroup, wns, []string{wiped.dataDir, wiped.sandbox}); len(left) > 0 {
+	if left := tracesAfterKill(wiped.cgroup, wns, []string{wiped.dataDir, wiped.sandbox}); len(left) > 0 {
 		t.Errorf("after the kill of %s:\n%s", wiped.id, strings.Join(left, "\n"))
 	}
 
-	// --- relaunch with the same name and data dir (new task ID, new sandbox, new ports)
-	a1b := e.launchAgent(hosts[0], "agent-1", a1.dataDir)
+	// --- relaunch with the same name and data dir (new task ID, new sandbox) and the
+	// same kubelet port: K3s v1.25's agent reads the kubelet port for its tunnel
+	// authorizer once, from the Node object, which still shows the previous kubelet's
+	// port at that moment; with another port, exec and logs fail (EOF) until the agent
+	// restarts. NODECHECK_RELAUNCH_NEW_PORTS=1 shows it.
+	newPorts := os.Getenv("NODECHECK_RELAUNCH_NEW_PORTS") == "1"
+	relaunchPorts := a1.ports
+	if newPorts {
+		relaunchPorts = nil
+	}
+	a1b := e.launchAgent(hosts[0], "agent-1", a1.dataDir, relaunchPorts)
 	n := e.waitReady(a1b)
 	e.logf("relaunched %s as %s: Ready %s after launch (podCIDR %s, kubelet port %d)", a1b.nodeName, a1b.id,
 		time.Since(a1b.launched).Round(100*time.Millisecond), n.Spec.PodCIDR, n.Status.DaemonEndpoints.KubeletEndpoint.Port)
@@ -502,8 +529,24 @@ func TestTwoAgentsOneHost(t *testing.T) {
 	if err != nil || strings.TrimSpace(out) != "web-agent-1" {
 		t.Errorf("exec web-agent-2: wget web-agent-1 after the relaunch: %q, %v", out, err)
 	}
-	if out, err := e.srv.kubectl("logs", "web-agent-1"); err != nil || !strings.Contains(out, "response:200") {
-		t.Errorf("logs web-agent-1 after the relaunch: %q, %v", out, err)
+	logs, lerr := e.srv.kubectl("logs", "web-agent-1")
+	_, xerr := e.srv.kubectl("exec", "web-agent-1", "--", "hostname")
+	switch {
+	case newPorts:
+		authz := "?"
+		if b, err := os.ReadFile(filepath.Join(a1b.sandbox, "stderr")); err == nil {
+			if i := strings.Index(string(b), "Tunnel authorizer set Kubelet Port "); i >= 0 {
+				authz = strings.Fields(string(b[i+len("Tunnel authorizer set Kubelet Port "):]))[0]
+			}
+		}
+		e.logf("relaunch with new ports: kubelet on %d, tunnel authorizer set to port %s; logs: %v; exec: %v",
+			a1b.ports["PORT_KUBELET"], strings.Trim(authz, `"`), lerr, xerr)
+	case lerr != nil || !strings.Contains(logs, "response:200"):
+		t.Errorf("logs web-agent-1 after the relaunch: %q, %v", logs, lerr)
+	case xerr != nil:
+		t.Errorf("exec web-agent-1 after the relaunch: %v", xerr)
+	default:
+		e.logf("after the relaunch: host->pod, pod->pod, kubectl logs and exec on agent-1: checked")
 	}
 
 	// --- agent-2 removed for good: kill, clean its host, delete its Node ------------
@@ -551,4 +594,31 @@ func chainNames(netns string) []string {
 	}
 	sort.Strings(names)
 	return slices.Compact(names)
+}
+
+// keepLogs copies the logs of the server and of every task run (and containerd's) out of
+// the test's temporary directory when the test failed or NODECHECK_KEEP_LOGS=1.
+func keepLogs(t *testing.T, work string) {
+	if !t.Failed() && os.Getenv("NODECHECK_KEEP_LOGS") != "1" {
+		return
+	}
+	dest := filepath.Join(os.TempDir(), "nodecheck-logs-"+time.Now().Format("20060102-150405"))
+	_ = filepath.WalkDir(work, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		switch d.Name() {
+		case "stdout", "stderr", "server.log", "containerd.log":
+		default:
+			return nil
+		}
+		rel, _ := filepath.Rel(work, p)
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dest, rel)), 0o755); err == nil {
+			if b, err := os.ReadFile(p); err == nil {
+				_ = os.WriteFile(filepath.Join(dest, rel), b, 0o644)
+			}
+		}
+		return nil
+	})
+	t.Logf("logs kept in %s", dest)
 }
