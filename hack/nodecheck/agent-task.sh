@@ -165,7 +165,10 @@ set -- \
   --kube-proxy-arg="metrics-bind-address=127.0.0.1:$PORT_KUBEPROXY_METRICS" \
   --kube-proxy-arg="healthz-bind-address=127.0.0.1:$PORT_KUBEPROXY_HEALTHZ" \
   "$@"
-[ -n "${NODE_IP:-}" ] && set -- "$@" --node-ip "$NODE_IP"
+# The kubelet gets --node-ip from K3s only when it differs from the default route's
+# address; without it the kubelet resolves the node name through DNS before registering,
+# which stalls registration 10 s where that lookup times out, and with it Ready by 25 s.
+[ -n "${NODE_IP:-}" ] && set -- "$@" --node-ip "$NODE_IP" --kubelet-arg="node-ip=$NODE_IP"
 [ -n "${PAUSE_IMAGE:-}" ] && set -- "$@" --pause-image "$PAUSE_IMAGE"
 [ -n "${FLANNEL_CNI_CONF:-}" ] && set -- "$@" --flannel-cni-conf "$FLANNEL_CNI_CONF"
 log "cgroup $cg, restrict_oom_score_adj=$restrict_oom, exec $K3S agent $*"

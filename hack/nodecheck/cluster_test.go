@@ -21,13 +21,12 @@ import (
 
 const imageRef = "docker.io/mesosk3s/busybox:1.35"
 
-// Pod and service ranges of the test cluster: not K3s's defaults (10.42/10.43), so routes
-// to its pods can never clash with another K3s on the same machine.
-const (
-	clusterCIDR = "10.78.0.0/16"
-	serviceCIDR = "10.79.0.0/16"
-	clusterDNS  = "10.79.0.10"
-)
+// clusterNet is a cluster's pod and service ranges.
+type clusterNet struct{ cluster, service, dns string }
+
+// testNet: not K3s's defaults (10.42/10.43), so routes to the test cluster's pods can
+// never clash with another K3s on the same machine.
+var testNet = clusterNet{cluster: "10.78.0.0/16", service: "10.79.0.0/16", dns: "10.79.0.10"}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -68,17 +67,18 @@ type server struct {
 	exited                           chan struct{}
 }
 
-func startServer(t *testing.T, k3s, work, cniBin string) *server {
+// startServer runs a K3s server with its files in dir, listening on the bridge.
+func startServer(t *testing.T, k3s, dir, cniBin string, cn clusterNet) *server {
 	t.Helper()
-	dataDir := filepath.Join(work, "server")
+	dataDir := filepath.Join(dir, "data")
 	port := freePort(t, bridgeIP, true)
 	s := &server{
 		url:        fmt.Sprintf("https://%s:%d", bridgeIP, port),
-		kubeconfig: filepath.Join(work, "kubeconfig.yaml"),
-		log:        filepath.Join(work, "server.log"),
+		kubeconfig: filepath.Join(dir, "kubeconfig.yaml"),
+		log:        filepath.Join(dir, "server.log"),
 		exited:     make(chan struct{}),
 	}
-	binDir := filepath.Join(work, "bin")
+	binDir := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func startServer(t *testing.T, k3s, work, cniBin string) *server {
 		// metrics-server: its image (rancher/mirrored-metrics-server) cannot be pulled here.
 		"--disable", "traefik,servicelb,local-storage,coredns,metrics-server",
 		"--disable-network-policy",
-		"--cluster-cidr", clusterCIDR, "--service-cidr", serviceCIDR, "--cluster-dns", clusterDNS,
+		"--cluster-cidr", cn.cluster, "--service-cidr", cn.service, "--cluster-dns", cn.dns,
 		"--kube-controller-manager-arg=secure-port=0",
 		"--kube-cloud-controller-manager-arg=secure-port=0",
 		"--kube-scheduler-arg=secure-port=0",
@@ -118,8 +118,8 @@ func startServer(t *testing.T, k3s, work, cniBin string) *server {
 		k3s}, args...)...)
 	// host-local on PATH: without it a --disable-agent server with flannel never starts
 	// its scheduler (k3s-nodes-here.md, FIX 1).
-	s.cmd.Env = append(os.Environ(), "PATH="+cniBin+":"+os.Getenv("PATH"), "RANCHER="+filepath.Join(work, "server-rancher"))
-	s.cmd.Dir = work
+	s.cmd.Env = append(os.Environ(), "PATH="+cniBin+":"+os.Getenv("PATH"), "RANCHER="+filepath.Join(dir, "rancher"))
+	s.cmd.Dir = dir
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
@@ -177,7 +177,7 @@ func (s *server) kubectlStdin(stdin io.Reader, args ...string) (string, error) {
 // --- Nodes and pods ------------------------------------------------------------------
 
 type condition struct {
-	Type, Status, Reason string
+	Type, Status, Reason, Message string
 	LastHeartbeatTime    time.Time `json:"lastHeartbeatTime"`
 }
 
@@ -264,11 +264,11 @@ func (s *server) pod(name string) (*pod, error) {
 // webPod is a busybox httpd on port 8080 serving its own hostname (the pod name), pinned
 // to a node through the scheduler (nodeSelector), image from the node's local store only.
 func webPod(name, nodeName string) string {
-	return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q},
+	return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"labels":{"app":%q}},
 "spec":{"nodeSelector":{"kubernetes.io/hostname":%q},"terminationGracePeriodSeconds":1,
 "containers":[{"name":"web","image":%q,"imagePullPolicy":"Never",
 "command":["sh","-c","hostname > /tmp/index.html && exec httpd -f -v -p 8080 -h /tmp"],
-"ports":[{"containerPort":8080}]}]}}`, name, nodeName, imageRef)
+"ports":[{"containerPort":8080}]}]}}`, name, name, nodeName, imageRef)
 }
 
 // waitPodReady waits until the pod runs with a ready container whose ID differs from

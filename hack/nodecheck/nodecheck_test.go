@@ -133,6 +133,11 @@ type env struct {
 	h       hierarchies
 	runs    int
 	offers  offer
+	// agentArgs are appended to the agent task's command line (shell words), for
+	// experiments.
+	agentArgs string
+	// flannelConflist replaces flannelConflist for the next agents, for experiments.
+	flannelConflist string
 	summary []string
 }
 
@@ -146,8 +151,15 @@ func (e *env) logf(format string, args ...any) {
 // launchAgent starts agent-task.sh as a Mesos task on host, the way the operator will:
 // the script and the image archive in the sandbox (the fetcher's job), everything else
 // in the environment.
-// ports nil means fresh ports from the host's offer.
+// launchAgent starts an agent of the test cluster; ports nil means fresh ports from the
+// host's offer.
 func (e *env) launchAgent(host *emuHost, nodeName, dataDir string, ports map[string]int) *agent {
+	e.t.Helper()
+	return e.launchAgentOf(e.srv, host, nodeName, dataDir, ports)
+}
+
+// launchAgentOf starts an agent of the given server's cluster.
+func (e *env) launchAgentOf(srv *server, host *emuHost, nodeName, dataDir string, ports map[string]int) *agent {
 	t := e.t
 	t.Helper()
 	e.runs++
@@ -159,7 +171,11 @@ func (e *env) launchAgent(host *emuHost, nodeName, dataDir string, ports map[str
 	copyFile(t, filepath.Join(e.root, "hack", "nodecheck", "agent-task.sh"), filepath.Join(sandbox, "agent-task.sh"))
 	copyFile(t, e.image, filepath.Join(sandbox, "images", "busybox.tar"))
 	conflist := filepath.Join(sandbox, "flannel.conflist")
-	if err := os.WriteFile(conflist, []byte(flannelConflist), 0o644); err != nil {
+	cl := flannelConflist
+	if e.flannelConflist != "" {
+		cl = e.flannelConflist
+	}
+	if err := os.WriteFile(conflist, []byte(cl), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if ports == nil {
@@ -169,8 +185,8 @@ func (e *env) launchAgent(host *emuHost, nodeName, dataDir string, ports map[str
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"DATA_DIR=" + dataDir,
 		"K3S=" + e.k3s,
-		"K3S_URL=" + e.srv.url,
-		"K3S_TOKEN=" + e.srv.agentToken,
+		"K3S_URL=" + srv.url,
+		"K3S_TOKEN=" + srv.agentToken,
 		"K3S_NODE_NAME=" + nodeName,
 		"NODE_IP=" + host.ip,
 		"PAUSE_IMAGE=" + imageRef,
@@ -184,7 +200,7 @@ func (e *env) launchAgent(host *emuHost, nodeName, dataDir string, ports map[str
 		vars = append(vars, n+"="+strconv.Itoa(ports[n]))
 	}
 	a := &agent{nodeName: nodeName, dataDir: dataDir, ports: ports, launched: time.Now()}
-	a.task = launch(t, e.h, host, id, nodeName, sandbox, `exec /bin/sh "$MESOS_SANDBOX/agent-task.sh"`, vars)
+	a.task = launch(t, e.h, host, id, nodeName, sandbox, `exec /bin/sh "$MESOS_SANDBOX/agent-task.sh"`+e.agentArgs, vars)
 	return a
 }
 
@@ -299,9 +315,11 @@ func listeners(netns string) ([]string, error) {
 
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
-func TestTwoAgentsOneHost(t *testing.T) {
+// newEnv prepares the machine for agents: prerequisites, the image, the CNI plugins, n
+// emulated hosts and a K3s server; t.Cleanup puts the machine back as it was, pass or fail.
+func newEnv(t *testing.T, n int) (*env, []*emuHost) {
+	t.Helper()
 	k3s := k3sOrSkip(t)
-	start := time.Now()
 	e := &env{t: t, root: repoRoot(t), k3s: k3s}
 	e.work = t.TempDir() // removed last: after every process and mount is gone
 	t.Cleanup(func() { keepLogs(t, e.work) })
@@ -315,15 +333,20 @@ func TestTwoAgentsOneHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	sweepStale(t, e.h)
-	defer func() {
-		t.Logf("summary (%s in all):\n  %s", time.Since(start).Round(time.Second), strings.Join(e.summary, "\n  "))
-	}()
-
 	e.image = filepath.Join(e.work, "busybox.tar")
 	mustRun(t, filepath.Join(e.root, "hack", "mkimage.sh"), e.image, imageRef)
 	e.cniBin = cniBinDir(t, e.root, e.work)
-	hosts := setupNetwork(t, 2)
-	e.srv = startServer(t, k3s, e.work, e.cniBin)
+	hosts := setupNetwork(t, n)
+	e.srv = startServer(t, k3s, filepath.Join(e.work, "server"), e.cniBin, testNet)
+	return e, hosts
+}
+
+func TestTwoAgentsOneHost(t *testing.T) {
+	start := time.Now()
+	e, hosts := newEnv(t, 2)
+	defer func() {
+		t.Logf("summary (%s in all):\n  %s", time.Since(start).Round(time.Second), strings.Join(e.summary, "\n  "))
+	}()
 
 	// --- two agents, each a task on its own emulated host ---------------------------
 	dataDir := func(h *emuHost, node string) string {
@@ -383,6 +406,20 @@ func TestTwoAgentsOneHost(t *testing.T) {
 		if b, err := os.ReadFile(filepath.Join(a.dataDir, "rancher", "node", "password")); err != nil || len(b) < 16 {
 			t.Errorf("%s: node password not on the data dir: %v", a.nodeName, err)
 		}
+		// INVOCATION_ID was in the task's environment: the script must have dropped it.
+		if b, _ := os.ReadFile(filepath.Join(a.sandbox, "stderr")); !strings.Contains(string(b), "--cgroup-driver=cgroupfs") ||
+			!strings.Contains(string(b), "--cgroup-root="+a.cgroup+" ") {
+			t.Errorf("%s: kubelet not run with --cgroup-driver=cgroupfs --cgroup-root=%s", a.nodeName, a.cgroup)
+		}
+		// The kubelet makes its root directory a shared mount, inside the task's namespace.
+		var kubeletMount string
+		mi, _ := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", leader))
+		for _, line := range strings.Split(string(mi), "\n") {
+			if f := strings.Fields(line); len(f) > 6 && f[4] == "/var/lib/kubelet" {
+				kubeletMount = strings.Join(f[6:slices.Index(f, "-")], " ")
+			}
+		}
+		e.logf("%s: /var/lib/kubelet in the task's mount namespace: %q (optional fields)", a.nodeName, kubeletMount)
 	}
 
 	// --- a web pod on each node -----------------------------------------------------
@@ -549,6 +586,10 @@ func TestTwoAgentsOneHost(t *testing.T) {
 		e.logf("after the relaunch: host->pod, pod->pod, kubectl logs and exec on agent-1: checked")
 	}
 
+	for _, d := range []string{"log/pods", "log/containers", "kubelet/pods"} {
+		entries, _ := os.ReadDir(filepath.Join(a2.dataDir, d))
+		e.logf("%s: $DATA_DIR/%s has %d entries", a2.nodeName, d, len(entries))
+	}
 	// --- agent-2 removed for good: kill, clean its host, delete its Node ------------
 	if _, err := a2.kill(); err != nil {
 		t.Fatal(err)
