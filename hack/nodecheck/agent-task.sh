@@ -80,9 +80,11 @@ done
 #   /etc/rancher    node password (/etc/rancher/node/password: a relaunch under the same
 #                   node name must present the same one) and it hides the host's
 #                   /etc/rancher/k3s/{config.yaml,registries.yaml}
-#   /var/lib/kubelet, /var/log/pods, /var/log/containers: one kubelet's files; a kubelet
-#                   garbage-collects log directories of pods it does not know, i.e. of
-#                   every other agent on the host if /var/log/pods were shared
+#   /var/lib/kubelet  the kubelet's root (pod volumes, plugin sockets); the kubelet
+#                   bind-mounts it on itself and makes it rshared, here inside the task
+#   /var/log/pods, /var/log/containers  container logs (written by containerd) and the
+#                   kubelet's links to them: on the host's, a killed agent's pod logs
+#                   would stay forever
 for d in /run/k3s /run/containerd /run/netns /run/flannel /var/lib/cni; do
   mkdir -p "$d"
   mount -t tmpfs -o mode=0755,nosuid,nodev "mk3s-$K3S_NODE_NAME" "$d"

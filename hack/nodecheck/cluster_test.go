@@ -178,7 +178,7 @@ func (s *server) kubectlStdin(stdin io.Reader, args ...string) (string, error) {
 
 type condition struct {
 	Type, Status, Reason, Message string
-	LastHeartbeatTime    time.Time `json:"lastHeartbeatTime"`
+	LastHeartbeatTime             time.Time `json:"lastHeartbeatTime"`
 }
 
 type node struct {

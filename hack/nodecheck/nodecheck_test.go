@@ -123,22 +123,22 @@ type agent struct {
 }
 
 type env struct {
-	t       *testing.T
-	root    string
-	work    string
-	k3s     string
-	cniBin  string
-	image   string
-	srv     *server
-	h       hierarchies
-	runs    int
-	offers  offer
+	t      *testing.T
+	root   string
+	work   string
+	k3s    string
+	cniBin string
+	image  string
+	srv    *server
+	h      hierarchies
+	runs   int
+	offers offer
 	// agentArgs are appended to the agent task's command line (shell words), for
 	// experiments.
 	agentArgs string
 	// flannelConflist replaces flannelConflist for the next agents, for experiments.
 	flannelConflist string
-	summary []string
+	summary         []string
 }
 
 func (e *env) logf(format string, args ...any) {
