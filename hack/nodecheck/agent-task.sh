@@ -13,8 +13,11 @@
 #   K3S_NODE_NAME      node name (stable across runs)
 #   NODE_IP            node IP (optional; default: K3s picks the default route's address)
 #   PORT_KUBELET PORT_KUBELET_HEALTHZ PORT_KUBEPROXY_METRICS PORT_KUBEPROXY_HEALTHZ
-#   PORT_LB PORT_CRI_STREAM   ports from the offer, one per listener of the agent
+#   PORT_LB PORT_CRI_STREAM   ports from the offer, one per listener of the agent;
+#                      PORT_KUBELET must be the same on every run of a node (K3s's tunnel
+#                      reads it once, from the Node object, at agent start)
 #   PAUSE_IMAGE        optional CRI sandbox image
+#   IMAGES_DIR         image archives to import (default: $MESOS_SANDBOX/images)
 #   CNI_BIN_DIR        optional: prepended to PATH (K3s takes its CNI bin dir from the
 #                      location of host-local; needed when k3s has no bundled CNI plugins)
 #   FLANNEL_CNI_CONF   optional: --flannel-cni-conf (a conflist for an older flannel plugin)
@@ -144,9 +147,10 @@ EOF
 
 # --- images shipped with the task (fetched into the sandbox): K3s imports every archive
 # in <data-dir>/agent/images into containerd at start (air-gap import).
-if [ -d "$MESOS_SANDBOX/images" ]; then
+images="${IMAGES_DIR:-$MESOS_SANDBOX/images}"
+if [ -d "$images" ]; then
   mkdir -p "$k3sdata/agent/images"
-  for f in "$MESOS_SANDBOX"/images/*.tar; do
+  for f in "$images"/*.tar; do
     [ -e "$f" ] && cp -f "$f" "$k3sdata/agent/images/"
   done
 fi
@@ -168,8 +172,8 @@ set -- \
   --kube-proxy-arg="healthz-bind-address=127.0.0.1:$PORT_KUBEPROXY_HEALTHZ" \
   "$@"
 # The kubelet gets --node-ip from K3s only when it differs from the default route's
-# address; without it the kubelet resolves the node name through DNS before registering,
-# which stalls registration 10 s where that lookup times out, and with it Ready by 25 s.
+# address; without it the kubelet resolves the node name through DNS before registering:
+# where that lookup times out, registration waits 10 s and Ready ~25 s more (measured).
 [ -n "${NODE_IP:-}" ] && set -- "$@" --node-ip "$NODE_IP" --kubelet-arg="node-ip=$NODE_IP"
 [ -n "${PAUSE_IMAGE:-}" ] && set -- "$@" --pause-image "$PAUSE_IMAGE"
 [ -n "${FLANNEL_CNI_CONF:-}" ] && set -- "$@" --flannel-cni-conf "$FLANNEL_CNI_CONF"
