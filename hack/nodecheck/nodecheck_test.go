@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -338,7 +339,36 @@ func newEnv(t *testing.T, n int) (*env, []*emuHost) {
 	e.cniBin = cniBinDir(t, e.root, e.work)
 	hosts := setupNetwork(t, n)
 	e.srv = startServer(t, k3s, filepath.Join(e.work, "server"), e.cniBin, testNet)
+	e.watchdog(before, n)
 	return e, hosts
+}
+
+// watchdog: go test's -timeout panics without running cleanups, which would leave agents,
+// pods, network namespaces and changed sysctls behind. 30 s before the deadline it puts
+// the machine back itself (the test then fails on its dead agents). The server and the
+// task leaders die with the test binary anyway (Pdeathsig).
+func (e *env) watchdog(before machineState, hosts int) {
+	t := e.t
+	d, ok := t.Deadline()
+	if !ok {
+		return
+	}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Until(d) - 30*time.Second):
+		}
+		t.Errorf("30 s before the test's deadline: killing every task and restoring the machine")
+		sweepStale(t, e.h)
+		_ = syscall.Kill(-e.srv.cmd.Process.Pid, syscall.SIGKILL)
+		teardownNetwork(t, hosts)
+		before.restoreAndCompare(t)
+		keepLogs(t, e.work)
+		_ = os.RemoveAll(e.work)
+	}()
 }
 
 func TestTwoAgentsOneHost(t *testing.T) {
