@@ -452,6 +452,14 @@ func TestTwoAgentsOneHost(t *testing.T) {
 		e.logf("%s: /var/lib/kubelet in the task's mount namespace: %q (optional fields)", a.nodeName, kubeletMount)
 	}
 
+	// While both agents run, the host's mount table has none of their mounts.
+	for _, p := range []string{"/run/k3s", "/run/containerd", "/run/flannel", "/var/lib/cni",
+		"/etc/rancher", "/var/lib/kubelet", "/var/log/pods", "/var/log/containers"} {
+		if n := mountsMatching(p); n > 0 {
+			t.Errorf("the host's mount namespace has %d mounts at or under %s", n, p)
+		}
+	}
+
 	// --- a web pod on each node -----------------------------------------------------
 	podStart := time.Now()
 	for _, a := range agents {
