@@ -213,7 +213,7 @@ func (before machineState) restoreAndCompare(t *testing.T) {
 			if fi.IsDir() {
 				// Only empty directories: anything inside would be a leak to report.
 				if err := os.Remove(p); err != nil {
-					t.Errorf("%s was created by the test and is not empty: %v", p, err)
+					t.Errorf("%s appeared during the test and is not empty (a leak of the test, or another user of the machine): %v", p, err)
 				}
 			} else if err := os.Remove(p); err != nil {
 				t.Error(err)
@@ -239,7 +239,7 @@ func (before machineState) restoreAndCompare(t *testing.T) {
 	}
 	for _, p := range hostPaths {
 		if after.paths[p] != before.paths[p] {
-			t.Errorf("%s: existed before: %v, after: %v", p, before.paths[p], after.paths[p])
+			t.Errorf("%s: existed before: %v, after: %v (a leak of the test, or another user of the machine)", p, before.paths[p], after.paths[p])
 		}
 	}
 	for k, v := range before.sysctls {
