@@ -102,6 +102,10 @@ func (r *K3sClusterReconciler) externalDatastoreEndpoint(ctx context.Context, c 
 // unsupportedSpec names what this version of the operator cannot do yet, so the cluster
 // is Stalled with that reason instead of silently doing something else.
 func unsupportedSpec(c *v1alpha1.K3sCluster) string {
+	if c.Spec.Runtime == v1alpha1.RuntimeDocker {
+		// The API refuses it now; a cluster stored before keeps running as it is.
+		return "runtime Docker cannot deliver the cluster's CAs and tokens: the Docker containerizer does not resolve Mesos secrets (they arrive empty) and puts environment variables on the docker command line. Set spec.runtime to Image (the same image under the Mesos containerizer) or Binary; the tasks are replaced one by one"
+	}
 	switch c.Spec.Datastore.Type {
 	case v1alpha1.DatastoreEtcd, v1alpha1.DatastoreMySQL:
 		return fmt.Sprintf("datastore %s run as Mesos tasks is not supported yet; use SQLite, EmbeddedEtcd or External", c.Spec.Datastore.Type)

@@ -42,10 +42,10 @@ const k3sReleaseURL = "https://github.com/k3s-io/k3s/releases/download/%s/k3s"
 const (
 	serverDataVolume = "k3s-data"
 	fetchedBinary    = "k3s"
+	k3sLogFile       = "k3s.log"
 )
 
-// frameworkUser runs the tasks: K3s mounts, manages cgroups and iptables, so it needs
-// root, and Docker tasks are privileged anyway.
+// frameworkUser runs the tasks: K3s mounts, manages cgroups and iptables, so it needs root.
 const frameworkUser = "root"
 
 // frameworkName is the cluster's framework in Mesos: k3s:<namespace>/<name>.
@@ -103,20 +103,14 @@ func baseTask(c *v1alpha1.K3sCluster, role mesosbridge.TaskRole, index int, res 
 		NetworkName: s.Network.Name,
 	}
 	switch s.Runtime {
-	case v1alpha1.RuntimeBinary:
+	case v1alpha1.RuntimeImage:
+		t.Container = mesosbridge.Container{Type: mesosbridge.ContainerImage, Image: k3s.Image(s.Image, s.Version)}
+	default:
 		binaryURL := s.BinaryURL
 		if binaryURL == "" {
 			binaryURL = fmt.Sprintf(k3sReleaseURL, url.PathEscape(s.Version))
 		}
 		t.Fetch = []mesosbridge.FetchURI{{URL: binaryURL, Executable: true, OutputFile: fetchedBinary}}
-	default:
-		// K3s manages cgroups, mounts and iptables, which an unprivileged container cannot;
-		// it keeps sockets and the containerd state under /run, which the stock image
-		// expects on tmpfs (as `docker run --tmpfs /run --tmpfs /var/run rancher/k3s`).
-		t.Container = mesosbridge.Container{
-			Type: mesosbridge.ContainerDocker, Image: k3s.Image(s.Image, s.Version),
-			Privileged: true, Tmpfs: []string{"/run", "/var/run"},
-		}
 	}
 	// With Host networking K3s binds fixed ports besides the offered ones (kubelet 10250,
 	// embedded etcd), so two tasks of one role can never share a Mesos agent.
@@ -128,9 +122,9 @@ func baseTask(c *v1alpha1.K3sCluster, role mesosbridge.TaskRole, index int, res 
 
 // k3sCommon is what the K3s process of a server or an agent shares.
 func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) k3s.Common {
-	exe := "k3s" // on the PATH of the stock image
-	if c.Spec.Runtime == v1alpha1.RuntimeBinary {
-		exe = `"$MESOS_SANDBOX"/` + fetchedBinary
+	exe := `"$MESOS_SANDBOX"/` + fetchedBinary
+	if c.Spec.Runtime == v1alpha1.RuntimeImage {
+		exe = "k3s" // on the PATH of the stock image
 	}
 	return k3s.Common{
 		Executable: exe,
@@ -139,8 +133,11 @@ func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) 
 		NodeName:   c.Name + "-" + name,
 		NodeLabels: pool.NodeLabels,
 		NodeTaints: pool.NodeTaints,
-		ExtraArgs:  pool.Args,
-		Env:        envMap(pool.Env),
+		// K3s rotates its own log: a looping process cannot fill the agent's disk through
+		// the sandbox's stdout/stderr, which Mesos' default container logger never rotates.
+		LogFile:   `"$MESOS_SANDBOX"/` + k3sLogFile,
+		ExtraArgs: pool.Args,
+		Env:       envMap(pool.Env),
 	}
 }
 

@@ -21,7 +21,7 @@ func testCluster(mutate ...func(*v1alpha1.K3sCluster)) *v1alpha1.K3sCluster {
 	c := &v1alpha1.K3sCluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "team", UID: "uid-1"},
 		Spec: v1alpha1.K3sClusterSpec{
-			Version: "v1.31.4+k3s1", Runtime: v1alpha1.RuntimeDocker, Image: "rancher/k3s",
+			Version: "v1.31.4+k3s1", Runtime: v1alpha1.RuntimeImage, Image: "rancher/k3s",
 			Servers:   v1alpha1.ServersSpec{Replicas: 1, Resources: res},
 			Agents:    v1alpha1.AgentsSpec{Replicas: 1, Resources: res},
 			Datastore: v1alpha1.DatastoreSpec{Type: v1alpha1.DatastoreSQLite},
@@ -118,10 +118,10 @@ func TestDesiredTasksRuntimesAndConstraints(t *testing.T) {
 		bin.Container.Type != mesosbridge.ContainerNone || !strings.Contains(bin.Command, `exec "$MESOS_SANDBOX"/k3s server `) {
 		t.Errorf("binary runtime: fetch %+v container %+v\n%s", bin.Fetch, bin.Container, bin.Command)
 	}
-	docker := mustPlan(t, testCluster(), planInputs{})[0]
-	if docker.Container.Type != mesosbridge.ContainerDocker || docker.Container.Image != "rancher/k3s:v1.31.4-k3s1" ||
-		!docker.Container.Privileged || len(docker.Fetch) != 0 || !strings.Contains(docker.Command, "exec k3s server ") {
-		t.Errorf("docker runtime: %+v", docker)
+	img := mustPlan(t, testCluster(), planInputs{})[0]
+	if img.Container.Type != mesosbridge.ContainerImage || img.Container.Image != "rancher/k3s:v1.31.4-k3s1" ||
+		len(img.Fetch) != 0 || !strings.Contains(img.Command, "exec k3s server ") || !strings.Contains(img.Command, ` --log="$MESOS_SANDBOX"/k3s.log`) {
+		t.Errorf("image runtime: %+v", img)
 	}
 	own := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) {
 		c.Spec.Servers.Constraints = []v1alpha1.Constraint{{Field: "hostname", Operator: v1alpha1.ConstraintUnique}, {Field: "rack", Operator: v1alpha1.ConstraintIs, Value: "r1"}}
@@ -253,6 +253,7 @@ func TestUnsupportedSpecIsNamed(t *testing.T) {
 		want   string
 	}{
 		{"supported", func(*v1alpha1.K3sCluster) {}, ""},
+		{"runtime Docker (stored before it was refused)", func(c *v1alpha1.K3sCluster) { c.Spec.Runtime = v1alpha1.RuntimeDocker }, "runtime Docker cannot deliver the cluster's CAs and tokens"},
 		{"new cluster at any version", func(c *v1alpha1.K3sCluster) { c.Spec.Version = "v1.32.0+k3s1" }, ""},
 		{"version change of a running cluster", func(c *v1alpha1.K3sCluster) {
 			c.Status.Version = "v1.31.4+k3s1"

@@ -30,17 +30,16 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	s.obs.servers.desired, s.obs.agents.desired = c.Spec.Servers.Replicas, c.Spec.Agents.Replicas
 	s.obs.everReady = c.Status.Version != ""
 
-	if msg := unsupportedSpec(c); msg != "" && c.Status.Version == "" {
-		// Nothing runs yet and nothing could: make no Mesos call at all.
+	if msg := unsupportedSpec(c); msg != "" && (c.Status.Version == "" || c.Spec.Runtime == v1alpha1.RuntimeDocker) {
+		// Nothing runs yet and nothing could, or what runs cannot be rendered any more:
+		// make no Mesos call; running tasks keep running as they are.
 		s.obs.unsupported = msg
+		r.observeOnly(s)
 		return ctrl.Result{}, nil
 	}
 
 	if err := r.reconcilePKI(ctx, s); errors.Is(err, errSecretsLost) {
-		// Touch nothing on Mesos: the running tasks keep running as they are.
-		if observed, ok := r.Bridge.Observe(s.key()); ok {
-			s.obs.connection, s.obs.connectionSet = observed.Connection, true
-		}
+		r.observeOnly(s)
 		return ctrl.Result{RequeueAfter: retryProblem}, nil
 	} else if err != nil {
 		s.obs.kubeconfigErr = err.Error()
@@ -163,6 +162,14 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		res.RequeueAfter = lostWait
 	}
 	return res, nil
+}
+
+// observeOnly fills the observation from what the bridge already knows, without asking it
+// to do anything: the cluster's tasks keep running as they are.
+func (r *K3sClusterReconciler) observeOnly(s *clusterScope) {
+	if observed, ok := r.Bridge.Observe(s.key()); ok {
+		s.obs.connection, s.obs.connectionSet = observed.Connection, true
+	}
 }
 
 // requeue picks the next pass: soon after a framework registration, at the end of the

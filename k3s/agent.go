@@ -25,6 +25,7 @@ func (g Agent) Process() (Process, error) {
 	}
 	var sc script
 	sc.preamble()
+	sc.privateMounts(map[string]string{"/etc/rancher": "rancher"}, nil)
 	var a args
 	a.literal("agent")
 	a.addExpr("data-dir", "$DATA_DIR")
@@ -33,7 +34,7 @@ func (g Agent) Process() (Process, error) {
 	g.nodeArgs(&a)
 	sc.line("exec ", g.Executable, " ", a.shell())
 	return Process{
-		Script:  sc.String(),
+		Script:  inPrivateMountNamespace(sc.String()),
 		Env:     g.Env,
 		Secrets: map[string][]byte{EnvToken: []byte(g.Token)},
 	}, nil

@@ -56,6 +56,41 @@ func (s *script) preamble() {
 	s.line(`mkdir -p "$DATA_DIR"`)
 }
 
+// envPrivateMounts tells the inner script that it runs in a mount namespace of its own.
+const envPrivateMounts = "MESOSK3S_PRIVATE_MOUNTS"
+
+// privateMounts makes host-global paths K3s hard-codes private to the process: each bind
+// gets a directory under $DATA_DIR (kept across runs, like a node's own disk), each tmpfs
+// is fresh (volatile state, like a node's /run). It only mounts inside the mount namespace
+// inPrivateMountNamespace made, where the mounts propagate nowhere and vanish with the
+// task's last process; without one it leaves the host's paths alone.
+func (s *script) privateMounts(binds map[string]string, tmpfs []string) {
+	s.line(`if [ "${` + envPrivateMounts + `:-}" = 1 ]; then`)
+	for _, dst := range sortedKeys(binds) {
+		src := `"$DATA_DIR"/` + shellQuote(binds[dst])
+		s.line(`  mkdir -p `, src, ` `, shellQuote(dst))
+		s.line(`  mount --bind `, src, ` `, shellQuote(dst))
+	}
+	for _, dst := range tmpfs {
+		s.line(`  mkdir -p `, shellQuote(dst))
+		s.line(`  mount -t tmpfs -o mode=0755,nosuid,nodev k3s `, shellQuote(dst))
+	}
+	s.line("fi")
+	s.line("unset ", envPrivateMounts)
+}
+
+// inPrivateMountNamespace runs the inner script in a mount namespace of its own when the
+// host has unshare (util-linux, busybox), with mounts from the host still propagating in.
+func inPrivateMountNamespace(inner string) string {
+	var s script
+	s.line(`if command -v unshare >/dev/null 2>&1; then`)
+	s.line(`  export `, envPrivateMounts, `=1`)
+	s.line(`  exec unshare --mount --propagation slave -- /bin/sh -c `, shellQuote(inner))
+	s.line(`fi`)
+	s.b.WriteString(inner)
+	return s.String()
+}
+
 // word is one word of a command line: literal text, quoted for the shell, or a shell
 // expression such as "$PORT_API" that the shell must expand.
 type word struct {
@@ -76,6 +111,11 @@ func (a *args) add(name, value string) {
 // addExpr appends --name="expr", expanded by the shell as one word.
 func (a *args) addExpr(name, expr string) {
 	*a = append(*a, word{text: "--" + name + "=\"" + expr + "\"", expr: true})
+}
+
+// addWord appends --name=word, where word is already a shell word (e.g. "$MESOS_SANDBOX"/x).
+func (a *args) addWord(name, shellWord string) {
+	*a = append(*a, word{text: "--" + name + "=" + shellWord, expr: true})
 }
 
 // literal appends words as they are (user-given arguments).

@@ -26,7 +26,7 @@ type Common struct {
 	NodeName   string
 	NodeLabels map[string]string
 	NodeTaints []string // key=value:Effect
-	// LogFile is where K3s writes its log (a shell expression, e.g. "$MESOS_SANDBOX"/k3s.log).
+	// LogFile is where K3s writes its log, as a shell word (e.g. "$MESOS_SANDBOX"/k3s.log).
 	// K3s then rotates it itself (50 MB, three compressed backups), so a looping process
 	// cannot fill its host's disk; empty leaves the log on stdout/stderr, unbounded.
 	LogFile string
@@ -98,6 +98,9 @@ func (s Server) Process() (Process, error) {
 	}
 	var sc script
 	sc.preamble()
+	// K3s writes its node password to /etc/rancher/node/, servers too: keep it with the
+	// server's data, not on the shared host, where another cluster's node would read it.
+	sc.privateMounts(map[string]string{"/etc/rancher": "rancher"}, nil)
 	if s.PKI != nil {
 		files := s.PKI.files()
 		// A file K3s already has is never replaced: the CAs are the cluster's identity and
@@ -141,7 +144,7 @@ func (s Server) Process() (Process, error) {
 	s.nodeArgs(&a)
 	sc.line("exec ", s.Executable, " ", a.shell())
 	return Process{
-		Script:  sc.String(),
+		Script:  inPrivateMountNamespace(sc.String()),
 		Env:     s.Env,
 		Secrets: secrets,
 		Ports:   []string{PortAPI, PortAPIServer},
@@ -175,7 +178,7 @@ func (s Server) validate() error {
 // nodeArgs are the flags of the node's identity, then the user's own.
 func (c Common) nodeArgs(a *args) {
 	if c.LogFile != "" {
-		a.addExpr("log", c.LogFile)
+		a.addWord("log", c.LogFile)
 	}
 	for _, key := range sortedKeys(c.NodeLabels) {
 		a.add("node-label", key+"="+c.NodeLabels[key])

@@ -8,15 +8,21 @@ import (
 )
 
 // Runtime says how K3s runs on the Mesos agents.
-// +kubebuilder:validation:Enum=Docker;Binary
+// +kubebuilder:validation:Enum=Binary;Image;Docker
 type Runtime string
 
 const (
-	// RuntimeDocker runs the stock K3s image with the Docker containerizer, privileged.
-	RuntimeDocker Runtime = "Docker"
-	// RuntimeBinary runs the static K3s binary as a plain Mesos command task, fetched by
-	// the Mesos fetcher from binaryURL: no Docker needed on the agents.
+	// RuntimeBinary runs the static K3s binary, fetched by the Mesos fetcher from binaryURL,
+	// under the Mesos containerizer on the agent's own filesystem: no Docker needed.
 	RuntimeBinary Runtime = "Binary"
+	// RuntimeImage runs the stock K3s image under the Mesos containerizer (UCR: a MESOS
+	// container with a Docker image), so secrets and volumes behave as for Binary.
+	RuntimeImage Runtime = "Image"
+	// RuntimeDocker ran the stock image with the Docker containerizer. It is refused: the
+	// Docker containerizer does not resolve Mesos SECRET variables (src/docker/docker.cpp
+	// copies variable.value(), empty for a secret), and puts environment variables on the
+	// docker command line, so the cluster's CAs and tokens cannot reach K3s safely.
+	RuntimeDocker Runtime = "Docker"
 )
 
 // DatastoreType is where the K3s servers keep cluster state.
@@ -57,7 +63,7 @@ const (
 // K3sClusterSpec is the desired K3s cluster.
 // +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'SQLite' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas == 1",message="datastore SQLite supports exactly one server; use EmbeddedEtcd, Etcd, MySQL or External for more",fieldPath=".servers.replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'EmbeddedEtcd' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas % 2 == 1",message="datastore EmbeddedEtcd needs an odd number of servers (1, 3, 5, ...) to keep etcd quorum",fieldPath=".servers.replicas"
-// +kubebuilder:validation:XValidation:rule="!has(self.binaryURL) || (has(self.runtime) && self.runtime == 'Binary')",message="binaryURL applies to runtime Binary only; runtime Docker uses image",fieldPath=".binaryURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.binaryURL) || (has(self.runtime) && self.runtime == 'Binary')",message="binaryURL applies to runtime Binary only; runtime Image uses image",fieldPath=".binaryURL"
 type K3sClusterSpec struct {
 	// Version is the K3s release, e.g. v1.31.4+k3s1. Changing it rolls the cluster.
 	// +kubebuilder:default="v1.31.4+k3s1"
@@ -65,13 +71,17 @@ type K3sClusterSpec struct {
 	// +optional
 	Version string `json:"version,omitempty"`
 
-	// Runtime is how K3s runs on the agents: Docker (the stock image, Docker containerizer,
-	// privileged) or Binary (a plain Mesos command task running the fetched static binary).
-	// +kubebuilder:default=Docker
+	// Runtime is how K3s runs on the agents: Binary (the static K3s binary fetched by the
+	// Mesos fetcher, under the Mesos containerizer) or Image (the stock image under the
+	// Mesos containerizer). Docker is refused: the Docker containerizer cannot deliver the
+	// cluster's secrets (they arrive empty, and environment variables are on the docker
+	// command line).
+	// +kubebuilder:default=Binary
+	// +kubebuilder:validation:XValidation:rule="self != 'Docker'",message="runtime Docker cannot deliver the cluster's CAs and tokens: the Docker containerizer does not resolve Mesos secrets (they arrive empty) and puts environment variables on the docker command line; use runtime Image (the same image under the Mesos containerizer) or Binary"
 	// +optional
 	Runtime Runtime `json:"runtime,omitempty"`
 
-	// Image is the K3s image for runtime Docker, without tag; the tag is derived from
+	// Image is the K3s image for runtime Image, without tag; the tag is derived from
 	// version. Runtime Binary ignores it.
 	// +kubebuilder:default="rancher/k3s"
 	// +kubebuilder:validation:MinLength=1

@@ -77,7 +77,8 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		{"CNI without network name", `network: {mode: CNI}`, "spec.network.name", "needs the name"},
 		{"unknown runtime", `runtime: Podman`, "spec.runtime", "Unsupported value"},
 		{"binaryURL with an unsupported scheme", `{runtime: Binary, binaryURL: "ftp://example.com/k3s"}`, "spec.binaryURL", "file://, http:// or https://"},
-		{"binaryURL with runtime Docker", `binaryURL: "https://example.com/k3s"`, "spec.binaryURL", "applies to runtime Binary only"},
+		{"binaryURL with runtime Image", `{runtime: Image, binaryURL: "https://example.com/k3s"}`, "spec.binaryURL", "applies to runtime Binary only"},
+		{"runtime Docker", `runtime: Docker`, "spec.runtime", "the Docker containerizer does not resolve Mesos secrets"},
 		{"cluster CIDR without prefix", `network: {clusterCIDR: 10.42.0.0}`, "spec.network.clusterCIDR", "must be a CIDR"},
 		{"plain-HTTP kubeconfig endpoint", `kubeconfig: {endpoint: "http://k3s.example.com"}`, "spec.kubeconfig.endpoint", "https:// URL"},
 		{"malformed node taint", `agents: {nodeTaints: ["dedicated"]}`, "spec.agents.nodeTaints[0]", "should match"},
@@ -156,7 +157,7 @@ func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
 		got, want any
 	}{
 		{"version", s.Version, "v1.31.4+k3s1"},
-		{"runtime", s.Runtime, v1alpha1.RuntimeDocker},
+		{"runtime", s.Runtime, v1alpha1.RuntimeBinary},
 		{"image", s.Image, "rancher/k3s"},
 		{"servers.replicas", s.Servers.Replicas, int32(1)},
 		{"servers.resources.cpus", s.Servers.Resources.CPUs.String(), "1"},

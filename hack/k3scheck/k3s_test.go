@@ -13,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,6 +139,20 @@ func TestK3sServerUsesOperatorPKI(t *testing.T) {
 			if strings.Contains(line, strings.TrimSpace(string(value))) {
 				t.Errorf("secret %s is on K3s's command line", name)
 			}
+		}
+	})
+	t.Run("nothing written to the host's /etc/rancher", func(t *testing.T) {
+		// K3s writes its node password to /etc/rancher/node/; the script gives it a private
+		// mount namespace with the data directory's rancher/ bound there.
+		var files []string
+		_ = filepath.WalkDir("/etc/rancher", func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if len(files) > 0 {
+			t.Errorf("K3s wrote to the host: %v", files)
 		}
 	})
 	t.Run("controller manager runs without its HTTPS port", func(t *testing.T) {
