@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
@@ -46,4 +47,30 @@ func (s bridgeSource) Start(ctx context.Context, q workqueue.TypedRateLimitingIn
 		}
 	}()
 	return nil
+}
+
+// requeueSource is a source whose Enqueue reconciles a cluster: the operator's own checks
+// (probe.go) requeue a cluster through it when their result changes.
+type requeueSource struct {
+	mu sync.Mutex
+	q  workqueue.TypedRateLimitingInterface[reconcile.Request]
+}
+
+var _ source.Source = (*requeueSource)(nil)
+
+func (s *requeueSource) Start(_ context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.q = q
+	return nil
+}
+
+// Enqueue requeues the cluster; before the controller started there is nothing to requeue.
+func (s *requeueSource) Enqueue(key mesosbridge.ClusterKey) {
+	s.mu.Lock()
+	q := s.q
+	s.mu.Unlock()
+	if q != nil {
+		q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: key.Namespace, Name: key.Name}})
+	}
 }

@@ -116,7 +116,7 @@ func TestRolloutKills(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := rolloutKills(tc.desired, tc.observed, tc.maxUnavailable); !slices.Equal(got, tc.want) {
+			if got := rolloutKills(tc.desired, tc.observed, tc.maxUnavailable, mesosOnly); !slices.Equal(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})

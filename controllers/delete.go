@@ -25,6 +25,7 @@ func (r *K3sClusterReconciler) reconcileDelete(ctx context.Context, s *clusterSc
 	c := s.cluster
 	s.obs.datastoreType = c.Spec.Datastore.Type
 	_, force := c.Annotations[v1alpha1.ForceDeleteAnnotation]
+	r.Probes.Forget(s.key())
 
 	done, teardownErr := r.teardown(ctx, s)
 	switch {

@@ -105,20 +105,12 @@ func (f *fakeBridge) kills() []string {
 	return slices.Clone(f.killed)
 }
 
-// unreachableProber answers as if nothing listens at the endpoint, so ServersReady goes by
-// the Mesos health checks the fake reports.
-type unreachableProber struct{}
-
-func (unreachableProber) Readyz(context.Context, []byte) (bool, bool, string) {
-	return false, false, "connection refused"
-}
-
 // passes reconciles the named cluster n times with the fake, as the controller would on
 // n events, and returns the cluster as stored afterwards.
 func passes(t *testing.T, f *fakeBridge, ns, name string, now time.Time, n int) *v1alpha1.K3sCluster {
 	t.Helper()
 	r := &controllers.K3sClusterReconciler{Client: env.Client, Bridge: f, DefaultMesosMaster: "http://mesos.invalid:5050",
-		Prober: unreachableProber{}, Now: func() time.Time { return now }}
+		Probes: controllers.NoHealthChecks{}, Now: func() time.Time { return now }}
 	req := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}
 	for i := 0; i < n; i++ {
 		if _, err := r.Reconcile(context.Background(), req); err != nil {

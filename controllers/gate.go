@@ -29,7 +29,7 @@ func taskLive(t mesosbridge.ObservedTask, ok bool) bool {
 // its URL is known. serversJoinFirst says the other servers register with server-0 (embedded
 // etcd) rather than meeting in a shared datastore. Tasks in back-off after a failure wait too. Tasks already live are
 // always passed on, so the bridge keeps tracking them. It also says what the plan waits for.
-func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, serverURL string, serversJoinFirst bool, inBackoff func(name string) bool) ([]mesosbridge.TaskSpec, string) {
+func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, serverURL string, serversJoinFirst bool, inBackoff func(name string) bool, ready readiness) ([]mesosbridge.TaskSpec, string) {
 	var out []mesosbridge.TaskSpec
 	var waiting string
 	wait := func(why string) {
@@ -43,7 +43,7 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 		if taskLive(obs, ok) {
 			out = append(out, t)
 			if t.Role == roleServer {
-				prevServersReady = prevServersReady && taskReady(obs, ok)
+				prevServersReady = prevServersReady && ready.serves(obs)
 			}
 			continue
 		}
@@ -54,7 +54,7 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 			wait(fmt.Sprintf("%s waits until the servers before it are ready", t.Name))
 		case t.Role == roleServer && t.Index > 0 && serversJoinFirst && serverURL == "":
 			wait(fmt.Sprintf("%s waits for server-0's address", t.Name))
-		case t.Role == roleAgent && (!firstServerReady(observed) || serverURL == ""):
+		case t.Role == roleAgent && (!firstServerReady(observed, ready) || serverURL == ""):
 			wait("agents wait until server-0 is ready")
 		default:
 			out = append(out, t)
@@ -66,7 +66,7 @@ func gate(all []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTa
 	return out, waiting
 }
 
-func firstServerReady(observed map[string]mesosbridge.ObservedTask) bool {
+func firstServerReady(observed map[string]mesosbridge.ObservedTask, ready readiness) bool {
 	t, ok := observed[firstServer]
-	return taskReady(t, ok)
+	return ok && ready.serves(t)
 }

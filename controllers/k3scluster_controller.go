@@ -26,8 +26,9 @@ type K3sClusterReconciler struct {
 	Bridge   Bridge
 	// DefaultMesosMaster is used when spec.mesos.master is empty (--mesos-master).
 	DefaultMesosMaster string
-	// Prober checks the K3s API server's /readyz with the admin credentials.
-	Prober APIProber
+	// Probes run the operator's own checks of each cluster (probe.go); nil starts the
+	// HTTP checks with the manager.
+	Probes HealthProber
 	// Now is the clock (tests move it); nil means time.Now.
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds the clusters reconciled in parallel.
@@ -43,13 +44,19 @@ func (r *K3sClusterReconciler) now() time.Time {
 
 // SetupWithManager watches K3sClusters, their Secrets and the bridge's events.
 func (r *K3sClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Prober == nil {
-		r.Prober = httpProber{timeout: 3 * time.Second}
+	requeue := &requeueSource{}
+	if r.Probes == nil {
+		probes := newHTTPProbes(context.Background(), requeue.Enqueue)
+		if err := mgr.Add(probes); err != nil {
+			return err
+		}
+		r.Probes = probes
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.K3sCluster{}).
 		Owns(&corev1.Secret{}).
 		WatchesRawSource(bridgeSource{events: r.Bridge.Events()}).
+		WatchesRawSource(requeue).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles)}).
 		Named("k3scluster").
 		Complete(r)

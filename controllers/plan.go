@@ -130,7 +130,7 @@ func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) 
 		Executable: exe,
 		// Node names must stay unique however Mesos places the tasks: two agents on one
 		// Mesos host would otherwise both register under the host name.
-		NodeName:   c.Name + "-" + name,
+		NodeName:   nodeName(c.Name, name),
 		NodeLabels: pool.NodeLabels,
 		NodeTaints: pool.NodeTaints,
 		// K3s rotates its own log: a looping process cannot fill the agent's disk through
@@ -140,6 +140,9 @@ func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) 
 		Env:       envMap(pool.Env),
 	}
 }
+
+// nodeName is the Kubernetes node name of a task: <cluster>-<task>.
+func nodeName(cluster, task string) string { return cluster + "-" + task }
 
 func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSpec, error) {
 	s := c.Spec

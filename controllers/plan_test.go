@@ -210,7 +210,7 @@ func TestGateLaunchesInPlanOrder(t *testing.T) {
 			for _, o := range tc.observed {
 				obs[o.Name] = o
 			}
-			got, waiting := gate(etcd, obs, tc.serverURL, true, tc.backoff)
+			got, waiting := gate(etcd, obs, tc.serverURL, true, tc.backoff, mesosOnly)
 			if !slices.Equal(names(got), tc.want) {
 				t.Fatalf("launchable = %v, want %v", names(got), tc.want)
 			}

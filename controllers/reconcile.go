@@ -98,9 +98,10 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		r.event(c, corev1.EventTypeWarning, "TaskFailed", "Relaunch", "%s (%s) ended: %s; relaunching after back-off", f.Name, f.TaskID, f.Message)
 	}
 	inBackoff := func(name string) bool { _, ok := track.backoffUntil[name]; return ok }
-	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff)
+	ready := r.readiness(s)
+	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff, ready)
 
-	if kills := append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable)...); len(kills) > 0 {
+	if kills := append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable, ready)...); len(kills) > 0 {
 		if err := r.Bridge.Kill(ctx, s.key(), kills...); err != nil {
 			return ctrl.Result{}, fmt.Errorf("killing %v: %w", kills, err)
 		}
@@ -140,28 +141,53 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	c.Status.Tasks = track.tasks
 	s.obs.stalledTask, s.obs.failedTasks, s.obs.waiting = track.stalled, track.failed, waiting
 	s.obs.unplaced = s.observed.Unplaced
-	s.obs.servers, s.obs.agents = countRoles(all, known)
-	setRoleStatus(c, s.obs.servers, s.obs.agents)
-	if s.obs.servers.ready == s.obs.servers.desired && s.obs.servers.updated == s.obs.servers.desired && s.obs.servers.desired > 0 {
-		c.Status.Version = planned.Spec.Version
-	}
 
 	endpoint := serverEndpoint(c, known)
 	kubeconfig, err := r.reconcileKubeconfig(ctx, s, endpoint)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if kubeconfig != nil && s.obs.servers.ready > 0 {
-		reachable, ready, msg := r.Prober.Readyz(ctx, kubeconfig)
-		if reachable {
-			s.obs.apiReady, s.obs.apiMessage = &ready, msg
-		}
+	r.watchHealth(s, kubeconfig, known)
+	ready = r.readiness(s)
+	s.obs.readiness = ready
+	s.obs.servers, s.obs.agents = countRoles(all, known, ready)
+	setRoleStatus(c, s.obs.servers, s.obs.agents)
+	if s.obs.servers.ready == s.obs.servers.desired && s.obs.servers.updated == s.obs.servers.desired && s.obs.servers.desired > 0 {
+		c.Status.Version = planned.Spec.Version
 	}
 	res := r.requeue(s, track, requeueSoon, now)
 	if lostWait > 0 && lostWait < res.RequeueAfter {
 		res.RequeueAfter = lostWait
 	}
 	return res, nil
+}
+
+// readiness is the pass's view of which tasks serve: Mesos', and the operator's checks
+// where they reach the cluster.
+func (r *K3sClusterReconciler) readiness(s *clusterScope) readiness {
+	res, ok := r.Probes.Result(s.key())
+	if !ok {
+		return mesosOnly
+	}
+	name := s.cluster.Name
+	return readiness{probe: &res, nodeName: func(task string) string { return nodeName(name, task) }}
+}
+
+// watchHealth points the operator's checks at the cluster's live servers.
+func (r *K3sClusterReconciler) watchHealth(s *clusterScope, kubeconfig []byte, known map[string]mesosbridge.ObservedTask) {
+	if kubeconfig == nil {
+		return
+	}
+	servers := map[string]serverAddress{}
+	for name, o := range known {
+		if o.Role == roleServer && taskLive(o, true) && o.Hostname != "" && o.Ports[k3s.PortAPI] != 0 {
+			servers[name] = serverAddress{url: serverURL(o.Hostname, o.Ports[k3s.PortAPI]), taskID: o.TaskID}
+		}
+	}
+	r.Probes.Watch(probeTarget{
+		key: s.key(), servers: servers, kubeconfig: kubeconfig, serverCA: s.pki.CAs[caServer].CertPEM,
+		nodeSecret: k3s.TokenSecret(s.agentToken), generation: probeGeneration(servers),
+	})
 }
 
 // observeOnly fills the observation from what the bridge already knows, without asking it
@@ -179,7 +205,7 @@ func (r *K3sClusterReconciler) requeue(s *clusterScope, track tracking, soon boo
 		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}
 	}
 	next := resyncReady
-	if s.obs.servers.ready < s.obs.servers.desired || s.obs.agents.ready < s.obs.agents.desired || (s.obs.apiReady != nil && !*s.obs.apiReady) {
+	if s.obs.servers.ready < s.obs.servers.desired || s.obs.agents.ready < s.obs.agents.desired {
 		next = resyncProgress
 	}
 	for _, until := range track.backoffUntil {
@@ -235,7 +261,7 @@ func agentIDs(known map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskSta
 }
 
 // countRoles counts desired, live, running, ready and up-to-date tasks per role.
-func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.ObservedTask) (servers, agents roleCount) {
+func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.ObservedTask, ready readiness) (servers, agents roleCount) {
 	want := map[string]mesosbridge.TaskSpec{}
 	for _, t := range desired {
 		want[t.Name] = t
@@ -264,8 +290,10 @@ func countRoles(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.Obs
 		if o.State == mesosbridge.TaskRunning {
 			rc.running++
 		}
-		if taskReady(o, true) {
+		if ready.serves(o) {
 			rc.ready++
+		} else if why := ready.why(o); why != "" && rc.notServing == "" {
+			rc.notServing = name + ": " + why
 		}
 		if o.SpecHash == "" || o.SpecHash == spec.SpecHash {
 			rc.updated++

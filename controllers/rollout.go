@@ -13,12 +13,12 @@ import (
 // control plane never loses two members; agents go up to maxUnavailable at once, counting
 // the agents already down. The bridge relaunches a killed task that is still desired with
 // the new spec once it is terminal.
-func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, maxUnavailable *intstr.IntOrString) []string {
+func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, maxUnavailable *intstr.IntOrString, r readiness) []string {
 	var staleServers, staleAgents []mesosbridge.ObservedTask
 	serversReady, agentsUnavailable, agents := true, 0, 0
 	for _, t := range desired {
 		o, ok := observed[t.Name]
-		ready := taskReady(o, ok)
+		ready := ok && r.serves(o)
 		switch t.Role {
 		case roleServer:
 			serversReady = serversReady && ready

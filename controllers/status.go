@@ -30,10 +30,9 @@ type observation struct {
 	secretsLost string
 
 	servers, agents roleCount
-	// apiReady is the authenticated /readyz probe of the endpoint: nil when the endpoint
-	// could not be reached (ServersReady then trusts the Mesos health checks alone).
-	apiReady   *bool
-	apiMessage string
+	// readiness holds the operator's own checks of the cluster (probe.go); without a
+	// result the Mesos health checks are all there is.
+	readiness readiness
 
 	// everReady: the cluster has been ready before (status.version is set), so losing
 	// readiness now is Degraded rather than still Provisioning.
@@ -60,6 +59,8 @@ type conditionProblem struct{ reason, message string }
 // roleCount counts one role's tasks.
 type roleCount struct {
 	desired, live, running, ready, updated int32
+	// notServing names the first task Mesos sees ready that the operator's checks do not, and why.
+	notServing string
 }
 
 func condition(t string, status metav1.ConditionStatus, reason, message string) metav1.Condition {
@@ -139,6 +140,8 @@ func roleProblem(role mesosbridge.TaskRole, c roleCount, o observation) (reason,
 		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, plural, unplacedOf(role, o.unplaced))
 	case c.live < c.desired:
 		return v1alpha1.ReasonWaitingForOffers, fmt.Sprintf("%d/%d %s ready; waiting for Mesos offers that fit (resources, ports, constraints)", c.ready, c.desired, plural)
+	case c.running > c.ready && c.notServing != "":
+		return v1alpha1.ReasonAPINotReady, fmt.Sprintf("%d/%d %s ready; %s", c.ready, c.desired, plural, c.notServing)
 	case c.running > c.ready:
 		return v1alpha1.ReasonTasksUnhealthy, fmt.Sprintf("%d/%d %s ready; %d running but not healthy yet", c.ready, c.desired, plural, c.running-c.ready)
 	case c.live > c.desired:
@@ -175,22 +178,33 @@ func serversReadyCondition(o observation) metav1.Condition {
 		reason, msg := roleProblem(roleServer, c, o)
 		return condition(t, metav1.ConditionFalse, reason, msg)
 	}
-	if o.apiReady != nil && !*o.apiReady {
-		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady,
-			fmt.Sprintf("all %d servers are healthy on Mesos but the API server's /readyz is not: %s", c.ready, o.apiMessage))
+	p := o.readiness.probe
+	if p == nil || !p.reachable() {
+		msg := fmt.Sprintf("%d/%d servers healthy on Mesos", c.ready, c.desired)
+		if p != nil {
+			msg += "; not confirmed by the operator's own checks: " + p.nodesErr
+		}
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, msg)
 	}
-	msg := fmt.Sprintf("%d/%d servers healthy", c.ready, c.desired)
-	if o.apiReady != nil {
-		msg += "; the API server answers /readyz"
+	if !p.controlPlane.proven {
+		return condition(t, metav1.ConditionFalse, v1alpha1.ReasonControlPlaneNotWorking,
+			fmt.Sprintf("%d/%d servers answer, but the control plane does not work: %s", c.ready, c.desired, p.controlPlane.message))
 	}
-	return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, msg)
+	return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, fmt.Sprintf(
+		"%d/%d servers ready: healthy on Mesos, their API servers answer /readyz, K3s's runtime core runs, and %s", c.ready, c.desired, p.controlPlane.message))
 }
 
 func agentsReadyCondition(o observation) metav1.Condition {
 	const t = v1alpha1.ConditionAgentsReady
 	c := o.agents
 	if c.ready == c.desired && c.live == c.desired {
-		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, fmt.Sprintf("%d/%d agents ready", c.ready, c.desired))
+		msg := fmt.Sprintf("%d/%d agents ready", c.ready, c.desired)
+		if p := o.readiness.probe; p != nil && p.nodes != nil {
+			msg += "; their Nodes are Ready"
+		} else if c.desired > 0 {
+			msg += " on Mesos; not confirmed by their Nodes (the API is not reachable from the operator)"
+		}
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonReady, msg)
 	}
 	reason, msg := roleProblem(roleAgent, c, o)
 	return condition(t, metav1.ConditionFalse, reason, msg)

@@ -23,7 +23,6 @@ func subscribed() observation {
 func with(o observation, f func(*observation)) observation { f(&o); return o }
 
 func TestConditionsFromObservation(t *testing.T) {
-	f := false
 	cases := []struct {
 		name                        string
 		o                           observation
@@ -42,14 +41,18 @@ func TestConditionsFromObservation(t *testing.T) {
 		{"servers healthy but no kubeconfig yet", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 1}
 		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonWaitingForEndpoint, v1alpha1.PhaseProvisioning},
-		{"servers healthy, /readyz refuses", with(subscribed(), func(o *observation) {
-			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 0}
-			o.kubeconfigWritten, o.apiReady, o.apiMessage = true, &f, "etcd not ready"
+		{"server healthy on Mesos, K3s's runtime core not ready", with(subscribed(), func(o *observation) {
+			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, updated: 1, notServing: "server-0: K3s supervisor /v1-k3s/readyz answered 500: runtime core not ready"}, roleCount{desired: 0}
+			o.kubeconfigWritten = true
 		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady, v1alpha1.PhaseProvisioning},
-		{"was ready, /readyz now refuses", with(subscribed(), func(o *observation) {
+		{"was ready, the control plane stopped working", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 0}
-			o.kubeconfigWritten, o.everReady, o.apiReady, o.apiMessage = true, true, &f, "etcd not ready"
-		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonAPINotReady, v1alpha1.PhaseDegraded},
+			o.kubeconfigWritten, o.everReady = true, true
+			o.readiness = readiness{probe: &probeResult{
+				servers:      map[string]serverHealth{"server-0": {reachable: true, apiReady: true, k3sReady: true}},
+				controlPlane: controlPlaneHealth{message: "no kube-scheduler has looked at the control-plane probe's pod (for 31s)"},
+			}}
+		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonControlPlaneNotWorking, v1alpha1.PhaseDegraded},
 		{"ready, agents still coming", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 3, live: 1, running: 1, ready: 1, updated: 1}
 			o.kubeconfigWritten = true

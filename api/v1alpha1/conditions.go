@@ -50,9 +50,12 @@ const (
 	ReasonScaling          = "Scaling"
 	ReasonRollingOut       = "RollingOut"
 	ReasonAPINotReady      = "APIServerNotReady"
-	ReasonEmbedded         = "Embedded"
-	ReasonExternal         = "External"
-	ReasonExternalNotFound = "ExternalSecretNotFound"
+	// ReasonControlPlaneNotWorking (ServersReady): the API answers, but no
+	// kube-controller-manager or kube-scheduler acts (the control-plane probe).
+	ReasonControlPlaneNotWorking = "ControlPlaneNotWorking"
+	ReasonEmbedded               = "Embedded"
+	ReasonExternal               = "External"
+	ReasonExternalNotFound       = "ExternalSecretNotFound"
 
 	// KubeconfigAvailable.
 	ReasonKubeconfigWritten  = "KubeconfigWritten"
