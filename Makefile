@@ -71,12 +71,16 @@ k3s: ## Build (once) the static K3s binary into bin/k3s for the playground and e
 flux: ## Build (once) Flux's source-controller and kustomize-controller and their CRDs into bin/flux for hack/gitops.
 	@hack/build-flux.sh >/dev/null
 
+.PHONY: node-prereqs
+node-prereqs: ## Install (once) the Debian packages real K3s nodes need: containerd, runc, CNI plugins, iptables, busybox-static.
+	@hack/node-prereqs.sh
+
 .PHONY: test
-test: verify-generated fmt-check vet k3s ## Run every test against a real API server and real K3s (both built on first use).
+test: verify-generated fmt-check vet k3s node-prereqs ## Run every test against a real API server and real K3s (both built on first use).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 go test $(TEST_FLAGS) ./...
 
 .PHONY: dev
-dev: build k3s ## The playground: API server, Mesos emulator, operator and a real K3s server, until Ctrl-C.
+dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator and a real K3s server, until Ctrl-C.
 	@go run ./hack/dev --assets "$$(hack/envtest-assets.sh)"
 
 ##@ Build

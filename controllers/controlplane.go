@@ -24,6 +24,9 @@ import (
 // does: the controller-manager's deployment and replica-set controllers create the pod, and
 // the scheduler marks it Unschedulable. The pod never runs anywhere and asks for nothing. Its
 // template carries the probe generation, so a relaunched server is proven afresh by a new pod.
+// K3s starts its scheduler only once a node is ready (pkg/daemons/executor/embed.go waits
+// for the cloud controller to untaint one), so without a ready Node only the
+// controller-manager can be proven.
 const (
 	probeNamespace     = "kube-system"
 	probeName          = "mesosk3s-control-plane-probe"
@@ -57,13 +60,16 @@ func newControlPlaneProbe() *controlPlaneProbe { return &controlPlaneProbe{} }
 
 // check makes sure the probe Deployment asks for generation gen, and reports whether a pod
 // of that generation was created and looked at by the scheduler.
-func (p *controlPlaneProbe) check(ctx context.Context, c kubernetes.Interface, gen string) controlPlaneHealth {
-	answered, why := probeAnswered(ctx, c, gen)
+func (p *controlPlaneProbe) check(ctx context.Context, c kubernetes.Interface, gen string, nodeReady bool) controlPlaneHealth {
+	created, scheduled, why := probeAnswered(ctx, c, gen)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if answered {
+	if created && (scheduled || !nodeReady) {
 		p.provenGen, p.waitingGen = gen, ""
-		return controlPlaneHealth{proven: true, message: "a controller-manager and a scheduler work (probe pod created and found unschedulable)"}
+		if !scheduled {
+			return controlPlaneHealth{proven: true, message: "a controller-manager works (the probe's pod was created); K3s starts its scheduler once a node is ready"}
+		}
+		return controlPlaneHealth{proven: true, message: "a controller-manager and a scheduler work (the probe's pod was created and found unschedulable)"}
 	}
 	if p.waitingGen != gen {
 		p.waitingGen, p.waitingSince = gen, time.Now()
@@ -75,28 +81,29 @@ func (p *controlPlaneProbe) check(ctx context.Context, c kubernetes.Interface, g
 	return controlPlaneHealth{message: fmt.Sprintf("%s (for %s)", why, waited.Round(time.Second))}
 }
 
-// probeAnswered creates or updates the probe Deployment for gen and looks for its pod.
-func probeAnswered(ctx context.Context, c kubernetes.Interface, gen string) (bool, string) {
+// probeAnswered creates or updates the probe Deployment for gen and looks for its pod:
+// created by a controller-manager, and looked at by a scheduler.
+func probeAnswered(ctx context.Context, c kubernetes.Interface, gen string) (created, scheduled bool, why string) {
 	deployments := c.AppsV1().Deployments(probeNamespace)
 	d, err := deployments.Get(ctx, probeName, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		if _, err := deployments.Create(ctx, probeDeployment(gen), metav1.CreateOptions{}); err != nil {
-			return false, "creating the control-plane probe: " + err.Error()
+			return false, false, "creating the control-plane probe: " + err.Error()
 		}
-		return false, "the control-plane probe was just created"
+		return false, false, "the control-plane probe was just created"
 	case err != nil:
-		return false, "reading the control-plane probe: " + err.Error()
+		return false, false, "reading the control-plane probe: " + err.Error()
 	case d.Spec.Template.Annotations[probeGenerationKey] != gen:
 		d.Spec.Template.Annotations = map[string]string{probeGenerationKey: gen}
 		if _, err := deployments.Update(ctx, d, metav1.UpdateOptions{}); err != nil {
-			return false, "updating the control-plane probe: " + err.Error()
+			return false, false, "updating the control-plane probe: " + err.Error()
 		}
-		return false, "the control-plane probe was just renewed"
+		return false, false, "the control-plane probe was just renewed"
 	}
 	pods, err := c.CoreV1().Pods(probeNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + probeName})
 	if err != nil {
-		return false, "listing the control-plane probe's pods: " + err.Error()
+		return false, false, "listing the control-plane probe's pods: " + err.Error()
 	}
 	for _, pod := range pods.Items {
 		if pod.Annotations[probeGenerationKey] != gen {
@@ -104,12 +111,12 @@ func probeAnswered(ctx context.Context, c kubernetes.Interface, gen string) (boo
 		}
 		for _, cond := range pod.Status.Conditions {
 			if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable {
-				return true, ""
+				return true, true, ""
 			}
 		}
-		return false, "no kube-scheduler has looked at the control-plane probe's pod"
+		return true, false, "no kube-scheduler has looked at the control-plane probe's pod"
 	}
-	return false, "no kube-controller-manager has created the control-plane probe's pod"
+	return false, false, "no kube-controller-manager has created the control-plane probe's pod"
 }
 
 func probeDeployment(gen string) *appsv1.Deployment {
@@ -151,6 +158,16 @@ func readNodes(ctx context.Context, c kubernetes.Interface) (map[string]nodeHeal
 		out[n.Name] = h
 	}
 	return out, ""
+}
+
+// anyNodeReady: some Node of the cluster is Ready.
+func anyNodeReady(nodes map[string]nodeHealth) bool {
+	for _, n := range nodes {
+		if n.ready {
+			return true
+		}
+	}
+	return false
 }
 
 // probeGeneration names the servers that run now: a relaunch changes it.

