@@ -129,6 +129,41 @@ func (t *transport) post(ctx context.Context, endpoint, streamID string, body []
 	return t.client.Do(req)
 }
 
+// do sends a plain HTTP request (the operator endpoints) with the framework's credentials.
+func (t *transport) do(ctx context.Context, method, endpoint, contentType string, body io.Reader) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, body)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if t.principal != "" {
+		req.SetBasicAuth(t.principal, t.secret)
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose ends a request's context once its body is read and closed.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
 // errorBody reads the start of an error answer for a message, and closes it.
 func errorBody(resp *http.Response) string {
 	defer resp.Body.Close()

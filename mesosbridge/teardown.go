@@ -137,7 +137,19 @@ func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.T
 		return err
 	}
 	c.mu.Lock()
-	c.finishTeardownLocked(fmt.Sprintf("framework %s torn down", cl.frameworkID))
+	released := c.teardown.released
+	c.mu.Unlock()
+	message := fmt.Sprintf("framework %s torn down", cl.frameworkID)
+	if !released {
+		// What the release step could not free before TEARDOWN (a task that outlived the
+		// kill wait held its volume) is freed now, without a framework.
+		if err := c.releaseThroughOperatorAPI(ctx, cl); err != nil {
+			c.log.Error(err, "the cluster's volumes or reservations could not be released; release them with the master's /destroy-volumes and /unreserve endpoints")
+			message += "; some of its volumes or reservations could not be released: " + err.Error()
+		}
+	}
+	c.mu.Lock()
+	c.finishTeardownLocked(message)
 	c.mu.Unlock()
 	return errTornDown
 }

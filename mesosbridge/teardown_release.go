@@ -17,8 +17,22 @@ import (
 // ownedReservations finds, in an offer, the resources reserved for this cluster, and the
 // operations that free them: DESTROY for each volume, then UNRESERVE for the disk.
 func ownedReservations(offer mesos.Offer, fw FrameworkConfig) []mesos.Offer_Operation {
-	var volumes, reservedRes []mesos.Resource
-	for _, r := range offer.Resources {
+	volumes, reservedRes := ownedOf(offer.Resources, fw)
+	var ops []mesos.Offer_Operation
+	if len(volumes) > 0 {
+		ops = append(ops, mesos.Offer_Operation{Type: mesos.Offer_Operation_DESTROY, Destroy: &mesos.Offer_Operation_Destroy{Volumes: volumes}})
+	}
+	if len(reservedRes) > 0 {
+		ops = append(ops, mesos.Offer_Operation{Type: mesos.Offer_Operation_UNRESERVE, Unreserve: &mesos.Offer_Operation_Unreserve{Resources: reservedRes}})
+	}
+	return ops
+}
+
+// ownedOf splits the resources reserved for this cluster into its persistent volumes and
+// what UNRESERVE must name once they are destroyed (the volumes' disk without its
+// persistence, and the other reserved resources).
+func ownedOf(resources []mesos.Resource, fw FrameworkConfig) (volumes, reservedRes []mesos.Resource) {
+	for _, r := range resources {
 		if !reservedForCluster(r, fw) {
 			continue
 		}
@@ -31,23 +45,22 @@ func ownedReservations(offer mesos.Offer, fw FrameworkConfig) []mesos.Offer_Oper
 		}
 		reservedRes = append(reservedRes, r)
 	}
-	var ops []mesos.Offer_Operation
-	if len(volumes) > 0 {
-		ops = append(ops, mesos.Offer_Operation{Type: mesos.Offer_Operation_DESTROY, Destroy: &mesos.Offer_Operation_Destroy{Volumes: volumes}})
-	}
-	if len(reservedRes) > 0 {
-		ops = append(ops, mesos.Offer_Operation{Type: mesos.Offer_Operation_UNRESERVE, Unreserve: &mesos.Offer_Operation_Unreserve{Resources: reservedRes}})
-	}
-	return ops
+	return volumes, reservedRes
 }
 
 // reservedForCluster: dynamically reserved for the framework's role with this cluster's
 // UID in the reservation labels (see reserved), or a volume named after the cluster.
 func reservedForCluster(r mesos.Resource, fw FrameworkConfig) bool {
-	if r.GetRole() != fw.Role || r.GetReservation() == nil {
+	// Offers carry the pre-refinement format (role + reservation) to a framework without
+	// RESERVATION_REFINEMENT; the master's own endpoints show the refined one (reservations).
+	info := r.GetReservation()
+	if n := len(r.Reservations); n > 0 {
+		info = &r.Reservations[n-1]
+	}
+	if reservationRole(&r) != fw.Role || info == nil {
 		return false
 	}
-	for _, l := range r.GetReservation().GetLabels().GetLabels() {
+	for _, l := range info.GetLabels().GetLabels() {
 		if l.Key == LabelClusterUID && l.GetValue() == fw.ClusterUID {
 			return true
 		}
