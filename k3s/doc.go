@@ -11,6 +11,7 @@
 //   - $DATA_DIR, a directory for the process's state that is the same on every run of the
 //     task (K3s writes absolute paths into its own files);
 //   - $PORT_<NAME> for every name in Process.Ports, the port numbers the task was given;
+//   - $HOST, the host name clients reach the process at (may be empty);
 //   - the variables of Process.Env and Process.Secrets.
 //
 // Because the same renderer drives production and hack/k3scheck, the K3s behaviour the

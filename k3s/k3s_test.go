@@ -54,7 +54,7 @@ func run(t *testing.T, p Process, prepare func(dataDir string)) (argv []string, 
 		prepare(dataDir)
 	}
 	cmd := exec.Command("/bin/sh", "-c", p.Script)
-	cmd.Env = []string{"MESOS_SANDBOX=" + sandbox, "DATA_DIR=" + dataDir, "PORT_API=31000", "PORT_APISERVER=31001", "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"MESOS_SANDBOX=" + sandbox, "DATA_DIR=" + dataDir, "PORT_API=31000", "PORT_APISERVER=31001", "HOST=node-1.example.com", "PATH=" + os.Getenv("PATH")}
 	for k, v := range p.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -100,7 +100,7 @@ func TestServerScriptRuns(t *testing.T) {
 	wantArgv := []string{"server", "--data-dir=" + dataDir, "--write-kubeconfig=" + dataDir + "/kubeconfig.yaml",
 		"--https-listen-port=31000", "--cluster-init",
 		"--kube-controller-manager-arg=secure-port=0", "--kube-cloud-controller-manager-arg=secure-port=0", "--kube-scheduler-arg=secure-port=0",
-		"--node-name=demo-server-0", "--tls-san=k3s.example.com", "--tls-san=10.0.0.5",
+		"--node-name=demo-server-0", "--tls-san=node-1.example.com", "--tls-san=k3s.example.com", "--tls-san=10.0.0.5",
 		"--cluster-cidr=10.42.0.0/16", "--service-cidr=10.43.0.0/16", "--cluster-dns=10.43.0.10", "--cluster-domain=cluster.local",
 		"--disable-agent",
 		"--node-label=mesosk3s.io/role=server", "--node-label=zone=a",

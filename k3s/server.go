@@ -130,6 +130,9 @@ func (s Server) Process() (Process, error) {
 	a.literal(fixedPortListenersOff...)
 	a.add("server", s.JoinURL)
 	a.add("node-name", s.NodeName)
+	// The serving certificate names the host as clients reach it, which need not be the
+	// name or address K3s finds for itself.
+	a = append(a, word{text: `${HOST:+"--tls-san=$HOST"}`, expr: true})
 	for _, san := range s.TLSSANs {
 		a.add("tls-san", san)
 	}

@@ -107,7 +107,7 @@ func ValidateTaskSpec(s TaskSpec) error {
 		}
 	}
 	reserved := func(name string) bool {
-		return name == EnvDataDir || strings.HasPrefix(name, EnvPortPrefix) || strings.HasPrefix(name, "MESOS_")
+		return name == EnvDataDir || name == EnvHost || strings.HasPrefix(name, EnvPortPrefix) || strings.HasPrefix(name, "MESOS_")
 	}
 	for k := range s.Env {
 		if !envName.MatchString(k) {

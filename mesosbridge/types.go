@@ -158,6 +158,9 @@ const (
 	// EnvPortPrefix starts the variable of each named port: PORT_<NAME> (Marathon's
 	// convention), the name upper-cased with '-' as '_'.
 	EnvPortPrefix = "PORT_"
+	// EnvHost is the agent's host name as offers name it, where clients reach the task's
+	// ports (Marathon's HOST).
+	EnvHost = "HOST"
 )
 
 // TaskSpec is one task the controller wants running: a generic Mesos task.
