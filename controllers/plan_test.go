@@ -75,7 +75,7 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 		strings.Contains(s1.Command, "--cluster-init") || !strings.Contains(s1.Command, " --server=https://h0:31000 ") {
 		t.Errorf("embedded etcd: server-0 must init, others join:\n%s\n%s", s0.Command, s1.Command)
 	}
-	if !slices.Equal(s0.Ports, []string{k3s.PortAPI, k3s.PortAPIServer}) || len(a0.Ports) != 0 {
+	if !slices.Equal(s0.Ports, []string{k3s.PortAPI, k3s.PortAPIServer}) || len(a0.Ports) != 6 || a0.Ports[0] != k3s.PortKubelet {
 		t.Errorf("ports: server %v agent %v", s0.Ports, a0.Ports)
 	}
 	if !strings.Contains(s0.Command, " --tls-san=k3s.example.com ") || !strings.Contains(s0.Command, " --disable-agent") {
@@ -84,7 +84,8 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 	if !strings.Contains(s0.Command, " --node-name=demo-server-0") || !strings.Contains(a0.Command, " --node-name=demo-agent-0") {
 		t.Errorf("node names:\n%s\n%s", s0.Command, a0.Command)
 	}
-	if s0.HealthCheck == nil || s0.HealthCheck.Protocol != mesosbridge.HealthHTTPS || s0.HealthCheck.Port != k3s.PortAPI || a0.HealthCheck != nil {
+	if s0.HealthCheck == nil || s0.HealthCheck.Protocol != mesosbridge.HealthHTTPS || s0.HealthCheck.Port != k3s.PortAPI ||
+		a0.HealthCheck == nil || a0.HealthCheck.Protocol != mesosbridge.HealthHTTP || a0.HealthCheck.Port != k3s.PortKubeletHealthz {
 		t.Errorf("health checks: server %+v agent %+v", s0.HealthCheck, a0.HealthCheck)
 	}
 	if s0.Volume == nil || s0.Volume.SizeMiB != 2048 || s0.Resources.DiskMiB != 0 {

@@ -152,11 +152,26 @@ func TestJoiningServerAndAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(ap.Script, `exec k3s agent --data-dir="$DATA_DIR" --server=https://k3s.example.com:31000 --node-name=demo-agent-3 --node-label=pool=default`+"\n") {
-		t.Errorf("agent script:\n%s", ap.Script)
+	for _, want := range []string{
+		`exec k3s agent --data-dir="$DATA_DIR/k3s" --server=https://k3s.example.com:31000 --node-name=demo-agent-3 --lb-server-port="$PORT_LB" ` +
+			`--kubelet-arg="port=$PORT_KUBELET" --kubelet-arg="healthz-port=$PORT_KUBELET_HEALTHZ" --kubelet-arg="cgroup-root=$cgroup_root" ` +
+			`--kube-proxy-arg="metrics-bind-address=127.0.0.1:$PORT_KUBE_PROXY_METRICS" --kube-proxy-arg="healthz-bind-address=127.0.0.1:$PORT_KUBE_PROXY_HEALTHZ" `,
+		`--node-label=pool=default` + "\n",
+		`stream_server_port = "$PORT_CRI_STREAM"`,
+		`mount --bind "$DATA_DIR"/rancher /etc/rancher`,
+		`mount -t tmpfs -o mode=0755,nosuid,nodev k3s /run/k3s`,
+		`exec unshare --mount --propagation slave -- /bin/sh -c `,
+	} {
+		if !strings.Contains(ap.Script, want) {
+			t.Errorf("agent script lacks %q:\n%s", want, ap.Script)
+		}
 	}
-	if ap.Health != nil || len(ap.Ports) != 0 || string(ap.Secrets[EnvToken]) != a.Token || len(ap.Secrets) != 1 {
+	if ap.Health == nil || ap.Health.Port != PortKubeletHealthz || ap.Health.Path != "/healthz" || len(ap.Ports) != 6 ||
+		string(ap.Secrets[EnvToken]) != a.Token || len(ap.Secrets) != 1 {
 		t.Errorf("agent process %+v", ap)
+	}
+	if strings.Contains(ap.Script, a.Token) {
+		t.Errorf("the token is in the script")
 	}
 }
 
