@@ -196,7 +196,13 @@ func agentTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSp
 		t.SpecHash = mesosbridge.SpecHash(t)
 		return t, nil
 	}
-	p, err := k3s.Agent{Common: k3sCommon(c, t.Name, s.Agents.NodePoolSpec), ServerURL: in.serverURL, Token: in.agentToken}.Process()
+	agent := k3s.Agent{Common: k3sCommon(c, t.Name, s.Agents.NodePoolSpec), ServerURL: in.serverURL, Token: in.agentToken, PauseImage: s.Agents.PauseImage}
+	for i, u := range s.Agents.Images {
+		file := fmt.Sprintf("image-%d.tar", i)
+		t.Fetch = append(t.Fetch, mesosbridge.FetchURI{URL: u, OutputFile: file})
+		agent.ImageArchives = append(agent.ImageArchives, `"$MESOS_SANDBOX"/`+file)
+	}
+	p, err := agent.Process()
 	if err != nil {
 		return t, fmt.Errorf("%s: %w", t.Name, err)
 	}

@@ -272,3 +272,21 @@ func TestUnsupportedSpecIsNamed(t *testing.T) {
 		})
 	}
 }
+
+func TestAgentsPreloadImages(t *testing.T) {
+	c := testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Runtime = v1alpha1.RuntimeBinary
+		c.Spec.Agents.PauseImage = "registry.local/pause:3.9"
+		c.Spec.Agents.Images = []string{"https://artifacts.local/app.tar", "file:///opt/images/busybox.tar"}
+	})
+	a := mustPlan(t, c, planInputs{serverURL: "https://h0:31000"})[1]
+	if len(a.Fetch) != 3 || a.Fetch[1] != (mesosbridge.FetchURI{URL: "https://artifacts.local/app.tar", OutputFile: "image-0.tar"}) ||
+		a.Fetch[2].OutputFile != "image-1.tar" || a.Fetch[2].Extract || a.Fetch[2].Executable {
+		t.Errorf("fetch %+v", a.Fetch)
+	}
+	for _, want := range []string{` --pause-image=registry.local/pause:3.9`, `cp -f "$MESOS_SANDBOX"/image-0.tar "$DATA_DIR/k3s/agent/images/"`, `"$MESOS_SANDBOX"/image-1.tar`} {
+		if !strings.Contains(a.Command, want) {
+			t.Errorf("agent command lacks %q", want)
+		}
+	}
+}

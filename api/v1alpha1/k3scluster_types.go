@@ -245,6 +245,21 @@ type AgentsSpec struct {
 	// +optional
 	Resources TaskResources `json:"resources,omitempty"`
 
+	// PauseImage is the pod sandbox ("pause") image of the agents' containerd
+	// (k3s agent --pause-image); empty keeps K3s's default.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	PauseImage string `json:"pauseImage,omitempty"`
+
+	// Images are image archives (docker save or OCI layout tarballs) that the Mesos fetcher
+	// brings to every agent and K3s imports into its containerd before it starts: images
+	// for sites without a registry, or that no registry has.
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:XValidation:rule="self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')",message="an image archive must be a file://, http:// or https:// URL"
+	// +optional
+	Images []string `json:"images,omitempty"`
+
 	NodePoolSpec `json:",inline"`
 }
 

@@ -15,6 +15,11 @@ import (
 func (in *AgentsSpec) DeepCopyInto(out *AgentsSpec) {
 	*out = *in
 	in.Resources.DeepCopyInto(&out.Resources)
+	if in.Images != nil {
+		in, out := &in.Images, &out.Images
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	in.NodePoolSpec.DeepCopyInto(&out.NodePoolSpec)
 }
 
