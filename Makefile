@@ -72,8 +72,9 @@ flux: ## Build (once) Flux's source-controller and kustomize-controller and thei
 	@hack/build-flux.sh >/dev/null
 
 .PHONY: node-prereqs
-node-prereqs: ## Install (once) the Debian packages real K3s nodes need: containerd, runc, CNI plugins, iptables, busybox-static.
+node-prereqs: ## Install (once) what real K3s nodes need here: Debian's containerd, runc, CNI plugins, iptables, busybox-static; the flannel CNI plugin and a busybox image into bin/node.
 	@hack/node-prereqs.sh
+	@hack/node-assets.sh >/dev/null
 
 .PHONY: test
 test: verify-generated fmt-check vet k3s node-prereqs ## Run every test against a real API server and real K3s (both built on first use).
