@@ -429,7 +429,9 @@ func (s *Server) applyCreateLocked(fw *framework, a *agent, role string, op *mes
 	a.total.Subtract(unallocated(plain)...)
 	a.total.Add(unallocated(volumes)...)
 	for _, v := range volumes {
-		s.log.Info("persistent volume created", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
+		s.createVolumeDir(v.GetRole(), v.Disk.Persistence.ID)
+		s.log.Info("persistent volume created", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID,
+			"path", s.persistentVolumePath(v.GetRole(), v.Disk.Persistence.ID))
 	}
 	return nil
 }
@@ -457,7 +459,7 @@ func (s *Server) applyDestroyLocked(a *agent, role string, op *mesos.Offer_Opera
 	a.total.Subtract(unallocated(volumes)...)
 	a.total.Add(unallocated(plain)...)
 	for _, v := range volumes {
-		s.removeVolumeDir(a, v.GetRole(), v.Disk.Persistence.ID)
+		s.removeVolumeDir(v.GetRole(), v.Disk.Persistence.ID)
 		s.log.Info("persistent volume destroyed", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
 	}
 	return nil

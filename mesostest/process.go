@@ -3,7 +3,6 @@ package mesostest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -111,7 +110,7 @@ type processLaunch struct {
 	sandbox string
 	command *mesos.CommandInfo
 	env     []string
-	volumes map[string]string // container path -> host directory
+	volumes []volumeLink // persistent volumes of the container
 }
 
 // startProcessLocked launches a task for real: sandbox, fetch, then the
@@ -122,7 +121,7 @@ func (s *Server) startProcessLocked(t *task) {
 	launch := processLaunch{
 		sandbox: t.sandbox,
 		command: proto.Clone(t.info.Command).(*mesos.CommandInfo),
-		volumes: s.volumeDirsLocked(t),
+		volumes: s.containerVolumesLocked(t.resources),
 	}
 	launch.env = s.taskEnvironmentLocked(t)
 	t.proc = &taskProcess{sandbox: t.sandbox}
@@ -202,11 +201,10 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
 		return
 	}
-	for containerPath, hostDir := range l.volumes {
-		if err := linkVolume(l.sandbox, containerPath, hostDir); err != nil {
-			fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to mount persistent volume: "+err.Error())
-			return
-		}
+	linked, err := s.linkPersistentVolumes(l.sandbox, l.volumes)
+	if err != nil {
+		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to prepare the container: "+err.Error())
+		return
 	}
 	if hasSecretReference(l.command) {
 		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to resolve secrets: no secret resolver for secret references")
@@ -220,7 +218,7 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 		case <-ctx.Done():
 		}
 	}()
-	err := fetchURIs(ctx, l.sandbox, l.command.URIs)
+	err = fetchURIs(ctx, l.sandbox, l.command.URIs)
 	cancel()
 	if err != nil {
 		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch all URIs for container: "+err.Error())
@@ -279,6 +277,13 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 		t.proc = nil
 	}
 	s.log.Info("task process exited", "taskID", t.id, "result", msg)
+	// The executor sends the terminal update and the agent updates the
+	// container's resources before it forwards it: the volumes' symlinks
+	// leave this run's sandbox (even when the master already forgot the
+	// task, e.g. its framework was removed).
+	if err := unlinkPersistentVolumes(linked); err != nil {
+		s.log.Error(err, "removing persistent volume links", "taskID", t.id)
+	}
 	if t.removed || t.terminal() {
 		return
 	}
@@ -383,40 +388,4 @@ func lookPathIn(name string, env []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("executable %q not found in PATH", name)
-}
-
-// volumeDirsLocked maps the task's persistent volumes to host directories
-// that outlive the task (removed by DESTROY), like the agent's volume dirs.
-func (s *Server) volumeDirsLocked(t *task) map[string]string {
-	out := map[string]string{}
-	for _, r := range t.resources {
-		if r.IsPersistentVolume() && r.Disk.Volume != nil {
-			out[r.Disk.Volume.ContainerPath] = s.volumeDir(t.agent, r.GetRole(), r.Disk.Persistence.ID)
-		}
-	}
-	return out
-}
-
-func (s *Server) volumeDir(a *agent, role, persistenceID string) string {
-	return filepath.Join(s.sandboxDir, "volumes", a.id, strings.ReplaceAll(role, "/", "_"), persistenceID)
-}
-
-func (s *Server) removeVolumeDir(a *agent, role, persistenceID string) {
-	_ = os.RemoveAll(s.volumeDir(a, role, persistenceID))
-}
-
-// linkVolume makes a persistent volume appear at its container path
-// inside the sandbox (a symlink stands in for the bind mount).
-func linkVolume(sandbox, containerPath, hostDir string) error {
-	if filepath.IsAbs(containerPath) || strings.Contains(containerPath, "..") {
-		return errors.New("container path must be relative to the sandbox: " + containerPath)
-	}
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		return err
-	}
-	link := filepath.Join(sandbox, containerPath)
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return err
-	}
-	return os.Symlink(hostDir, link)
 }
