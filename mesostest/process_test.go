@@ -268,7 +268,7 @@ func TestPortsAndPersistentVolumeInProcessMode(t *testing.T) {
 			{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{writer}}},
 		},
 	}})
-	if st := g.update("outside", 2*time.Second, inState(mesos.TASK_ERROR)); !strings.Contains(st.GetMessage(), "more resources") {
+	if st := g.update("outside", 2*time.Second, inState(mesos.TASK_ERROR)); !strings.Contains(st.GetMessage(), "more than available") {
 		t.Fatalf("outside ports: %q", st.GetMessage())
 	}
 	g.update("inside", 5*time.Second, inState(mesos.TASK_RUNNING))

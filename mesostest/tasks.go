@@ -51,6 +51,7 @@ type task struct {
 // taskGroup ties the tasks of one LAUNCH_GROUP to their executor's resources.
 type taskGroup struct {
 	executorID string
+	info       mesos.ExecutorInfo
 	resources  mesos.Resources
 	tasks      []*task
 	released   bool
@@ -111,8 +112,8 @@ func (s *Server) runsAsProcess(t *task) bool {
 	if !t.agent.cfg.RunProcesses || t.info.Command == nil {
 		return false
 	}
-	if t.info.Executor != nil {
-		return false
+	if t.info.Executor != nil && t.group == nil {
+		return false // a custom executor
 	}
 	if c := t.info.Container; c != nil {
 		if c.GetType() == mesos.ContainerInfo_DOCKER || c.Docker != nil {
