@@ -36,7 +36,7 @@ func (s *Server) FailTask(taskID string, state mesos.TaskState, reason mesos.Tas
 	}
 	s.log.Info("fault injection: task state forced", "taskID", taskID, "state", state.String(), "reason", reason.String())
 	if isTerminal(state) && t.proc != nil {
-		t.proc.terminate(0)
+		t.proc.sigkill()
 	}
 	r := reason
 	s.updateTaskLocked(t, state, &r, message, mesos.SOURCE_EXECUTOR)
@@ -139,9 +139,7 @@ func (s *Server) RestoreAgent(hostname string) error {
 			continue
 		}
 		t.removed = true
-		if t.proc != nil {
-			t.proc.terminate(s.killGrace(t))
-		}
+		s.abandonKillLocked(t)
 		if t.health != nil {
 			t.health.stop()
 			t.health = nil

@@ -172,7 +172,7 @@ func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthC
 			if failures >= p.consecutiveFailures {
 				// The executor kills a task whose health check keeps failing.
 				s.log.Info("killing unhealthy task", "taskID", t.id, "consecutiveFailures", failures)
-				s.killTaskLocked(t, nil)
+				s.killTaskLocked(t, killRequest{})
 				s.mu.Unlock()
 				return
 			}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/google/uuid"
@@ -23,19 +22,18 @@ import (
 type taskProcess struct {
 	// sandbox identifies the task's processes: every descendant inherits
 	// MESOS_SANDBOX=<sandbox> (see killContainer).
-	sandbox   string
-	mu        sync.Mutex
-	pid       int // also the process group ID; 0 until started
-	exited    bool
-	killTimer *time.Timer
+	sandbox string
+	mu      sync.Mutex
+	pid     int // also the process group ID; 0 until started
+	exited  bool
 	// killedBeforeStart records a kill that arrived while fetching.
 	killedBeforeStart bool
 }
 
-// terminate sends SIGTERM to the process group and SIGKILL to everything
-// of the task after grace (at once when grace is 0). A later call with a
-// shorter grace escalates.
-func (p *taskProcess) terminate(grace time.Duration) {
+// sigterm sends SIGTERM to the task's process group, as the command
+// executor sends it to the task's process tree. A process not started yet
+// (still fetching) is killed as soon as it starts.
+func (p *taskProcess) sigterm() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.exited {
@@ -45,28 +43,28 @@ func (p *taskProcess) terminate(grace time.Duration) {
 		p.killedBeforeStart = true
 		return
 	}
-	if grace <= 0 {
-		killContainer(p.pid, p.sandbox)
-		return
-	}
 	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
-	if p.killTimer != nil {
-		p.killTimer.Stop()
-	}
-	pid, sandbox := p.pid, p.sandbox
-	p.killTimer = time.AfterFunc(grace, func() { killContainer(pid, sandbox) })
 }
 
-// killNow kills everything of the task immediately (server Close).
-func (p *taskProcess) killNow() { p.terminate(0) }
+// sigkill kills everything of the task at once: the escalation at the end
+// of a grace period, a forced failure, or the server's Close.
+func (p *taskProcess) sigkill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return
+	}
+	if p.pid == 0 {
+		p.killedBeforeStart = true
+		return
+	}
+	killContainer(p.pid, p.sandbox)
+}
 
 func (p *taskProcess) markExited() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.exited = true
-	if p.killTimer != nil {
-		p.killTimer.Stop()
-	}
 	// Reap whatever the task left behind, as the containerizer destroys the
 	// container's cgroup when the executor exits.
 	if p.pid > 0 {
@@ -264,7 +262,7 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 	s.startHealthCheckLocked(t)
 	s.mu.Unlock()
 	if killedEarly {
-		proc.terminate(0)
+		proc.sigkill()
 	}
 
 	waitErr := cmd.Wait()
@@ -275,6 +273,8 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 	defer s.mu.Unlock()
 	if t.proc == proc {
 		t.proc = nil
+		s.stopTimerLocked(t.killTimer)
+		t.killTimer = nil
 	}
 	s.log.Info("task process exited", "taskID", t.id, "result", msg)
 	// The executor sends the terminal update and the agent updates the

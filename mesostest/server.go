@@ -32,6 +32,10 @@ type Options struct {
 	// the KILL call nor the task carries a kill_policy (default 3s, as the
 	// command executor).
 	KillGracePeriod time.Duration
+	// ExecutorShutdownGracePeriod is the Docker executor's default kill
+	// grace period (the agent's --executor_shutdown_grace_period, default
+	// 5s), used when neither the KILL call nor the task has a kill_policy.
+	ExecutorShutdownGracePeriod time.Duration
 	// StatusUpdateRetryInterval is the first retry interval of
 	// unacknowledged status updates; it doubles up to 10 minutes, as the
 	// agent's status update manager does (default 10s).
@@ -70,6 +74,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.KillGracePeriod <= 0 {
 		o.KillGracePeriod = 3 * time.Second
+	}
+	if o.ExecutorShutdownGracePeriod <= 0 {
+		o.ExecutorShutdownGracePeriod = 5 * time.Second
 	}
 	if o.StatusUpdateRetryInterval <= 0 {
 		o.StatusUpdateRetryInterval = 10 * time.Second
@@ -310,7 +317,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 
 	for _, p := range procs {
-		p.killNow()
+		p.sigkill()
 	}
 	for _, m := range masters {
 		_ = m.http.Close()

@@ -41,6 +41,10 @@ type task struct {
 
 	stateTimer     *time.Timer // staging/starting progression of simulated tasks
 	killing        bool
+	killStart      time.Time   // when the executor sent SIGTERM
+	killDeadline   time.Time   // when it sends SIGKILL
+	killTimer      *time.Timer // the SIGKILL escalation
+	ignoreSIGTERM  bool        // IgnoreSIGTERM fault
 	proc           *taskProcess
 	health         *healthChecker
 	healthOverride *bool // SetTaskHealth
@@ -55,6 +59,9 @@ type taskGroup struct {
 	resources  mesos.Resources
 	tasks      []*task
 	released   bool
+	// killingGroup: one task failed or was killed, the executor kills
+	// the others (once).
+	killingGroup bool
 }
 
 func (t *task) terminal() bool { return isTerminal(t.state) }
@@ -224,6 +231,11 @@ func (s *Server) recordStatusLocked(t *task, status mesos.TaskStatus) {
 func (s *Server) taskTerminatedLocked(t *task) {
 	s.stopTimerLocked(t.stateTimer)
 	t.stateTimer = nil
+	if t.proc == nil {
+		// A process keeps its escalation until it exits.
+		s.stopTimerLocked(t.killTimer)
+		t.killTimer = nil
+	}
 	if t.health != nil {
 		t.health.stop()
 		t.health = nil
@@ -245,11 +257,15 @@ func (s *Server) taskTerminatedLocked(t *task) {
 			g.released = true
 			t.agent.free.Add(unallocated(g.resources)...)
 		}
-		// The default executor kills the rest of the group when one fails.
-		if t.state != mesos.TASK_FINISHED && !allDone {
+		// The default executor kills the rest of the group when one fails
+		// or is killed, with its default grace period (default_executor.cpp
+		// waited(): kill(container) without a grace).
+		byExecutor := len(t.statuses) > 0 && t.statuses[len(t.statuses)-1].GetSource() != mesos.SOURCE_MASTER
+		if byExecutor && (t.state == mesos.TASK_FAILED || t.state == mesos.TASK_KILLED) && !allDone && !g.killingGroup {
+			g.killingGroup = true
 			for _, other := range g.tasks {
 				if !other.terminal() && !other.killing {
-					s.killTaskLocked(other, nil)
+					s.killTaskLocked(other, killRequest{shutdown: true})
 				}
 			}
 		}
@@ -343,9 +359,7 @@ func (s *Server) appendCompletedLocked(fw *framework, t *task) {
 // (its framework is removed): the master marks it TASK_KILLED at once and
 // the agent kills the process.
 func (s *Server) abandonTaskLocked(t *task) {
-	if t.proc != nil {
-		t.proc.terminate(s.killGrace(t))
-	}
+	s.abandonKillLocked(t)
 	if !t.terminal() {
 		reason := mesos.REASON_FRAMEWORK_REMOVED
 		st := s.newStatus(t, mesos.TASK_KILLED, &reason, "Framework removed", mesos.SOURCE_MASTER)
@@ -353,44 +367,6 @@ func (s *Server) abandonTaskLocked(t *task) {
 	}
 	s.taskTerminatedLocked(t)
 	s.completeTaskLocked(t)
-}
-
-// killTaskLocked starts killing a task. grace overrides the task's
-// kill_policy when the KILL call carried one.
-func (s *Server) killTaskLocked(t *task, grace *time.Duration) {
-	if t.removed || t.terminal() {
-		return
-	}
-	if t.state == mesos.TASK_STAGING {
-		// Not yet delivered to an executor: the agent drops it.
-		reason := mesos.REASON_TASK_KILLED_DURING_LAUNCH
-		s.updateTaskLocked(t, mesos.TASK_KILLED, &reason, "Killed before delivery to the executor", mesos.SOURCE_AGENT)
-		return
-	}
-	if t.killing {
-		if t.proc != nil && grace != nil {
-			t.proc.terminate(*grace) // a shorter grace escalates, as the executor allows
-		}
-		return
-	}
-	t.killing = true
-	if t.fw.killingState {
-		s.updateTaskLocked(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
-	}
-	g := s.killGrace(t)
-	if grace != nil {
-		g = *grace
-	}
-	if t.proc != nil {
-		t.proc.terminate(g)
-		return
-	}
-	// Simulated tasks stop as soon as the executor gets around to it.
-	s.stopTimerLocked(t.stateTimer)
-	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
-		t.stateTimer = nil
-		s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
-	})
 }
 
 // killLocked handles KILL. Unknown tasks are answered by reconciliation,
@@ -411,14 +387,14 @@ func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
 		grace = &g
 	}
 	s.log.Info("killing task", "frameworkID", fw.id, "taskID", t.id)
-	s.killTaskLocked(t, grace)
+	s.killTaskLocked(t, killRequest{override: grace})
 }
 
 // shutdownLocked handles SHUTDOWN: the executor and all its tasks go.
 func (s *Server) shutdownLocked(fw *framework, sh *scheduler.Call_Shutdown) {
 	for _, t := range sortedTasks(fw.tasks) {
 		if t.executorID == sh.ExecutorID.Value && t.agent.id == sh.AgentID.Value {
-			s.killTaskLocked(t, nil)
+			s.killTaskLocked(t, killRequest{shutdown: true})
 		}
 	}
 }
@@ -523,12 +499,4 @@ func reasonString(r *mesos.TaskStatus_Reason) string {
 		return ""
 	}
 	return r.String()
-}
-
-// killGrace is the task's kill_policy grace period, or the default.
-func (s *Server) killGrace(t *task) time.Duration {
-	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
-		return time.Duration(kp.GracePeriod.Nanoseconds)
-	}
-	return s.opts.KillGracePeriod
 }
