@@ -268,7 +268,7 @@ func (s *Server) applyLaunchGroupLocked(fw *framework, a *agent, role string, lg
 	}
 	available.Subtract(total...)
 	if group == nil {
-		group = &taskGroup{executorID: exec.ExecutorID.Value, info: exec, resources: execResources}
+		group = &taskGroup{executorID: exec.ExecutorID.Value, info: exec, resources: execResources, containerID: newContainerID()}
 	}
 	for i := range infos {
 		// The master records the executor in each task of the group.

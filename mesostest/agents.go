@@ -28,6 +28,12 @@ type AgentConfig struct {
 	// RunProcesses makes plain command tasks (no container) run for real as
 	// local processes in a sandbox directory; otherwise they are simulated.
 	RunProcesses bool
+	// ExecutorEnvironment is the agent's --executor_environment_variables:
+	// the variables every executor, and so every task, starts with.
+	// Executors do not inherit the agent's own environment (Mesos sets only
+	// LIBPROCESS_IP from it, and PATH defaults to
+	// /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+	ExecutorEnvironment map[string]string
 }
 
 // agent is an emulated Mesos agent.

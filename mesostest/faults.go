@@ -36,7 +36,7 @@ func (s *Server) FailTask(taskID string, state mesos.TaskState, reason mesos.Tas
 	}
 	s.log.Info("fault injection: task state forced", "taskID", taskID, "state", state.String(), "reason", reason.String())
 	if isTerminal(state) && t.proc != nil {
-		t.proc.sigkill()
+		t.proc.destroy()
 	}
 	r := reason
 	s.updateTaskLocked(t, state, &r, message, mesos.SOURCE_EXECUTOR)

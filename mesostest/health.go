@@ -113,7 +113,8 @@ func (s *Server) startHealthCheckLocked(t *task) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.health = &healthChecker{server: s, cancel: cancel}
 	check := *hc
-	env := s.taskEnvironmentLocked(t)
+	// The executor runs the checks with its own environment.
+	env := t.executorEnv.list()
 	sandbox := t.sandbox
 	if !s.tracker.goTracked(func() { s.runHealthChecks(ctx, t, &check, p, env, sandbox) }) {
 		cancel()
@@ -237,7 +238,7 @@ func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, en
 		cmd.Dir = sandbox
 		cmd.Env = env
 		for _, v := range c.GetEnvironment().GetVariables() {
-			cmd.Env = append(cmd.Env, v.Name+"="+environmentValue(v))
+			cmd.Env = append(cmd.Env, v.Name+"="+v.GetValue())
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }

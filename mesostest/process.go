@@ -1,8 +1,10 @@
 package mesostest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,65 +19,91 @@ import (
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
-// taskProcess is a task's command running as a local process group, the
-// way the Mesos command executor runs it inside its container.
+// taskProcess is what runs for a task in process mode: for a command task
+// the command executor process and the task's command (its child, in a
+// session of its own); for a task of a group the task's command, a nested
+// container started by the agent.
 type taskProcess struct {
-	// sandbox identifies the task's processes: every descendant inherits
-	// MESOS_SANDBOX=<sandbox> (see killContainer).
+	// sandbox identifies the container's processes: every descendant
+	// inherits MESOS_SANDBOX=<sandbox> (see killContainer).
 	sandbox string
-	mu      sync.Mutex
-	pid     int // also the process group ID; 0 until started
-	exited  bool
-	// killedBeforeStart records a kill that arrived while fetching.
+	// nested: a nested container, signalled by its pid only (the
+	// containerizer's kill), not by process tree.
+	nested bool
+
+	mu          sync.Mutex
+	executorPid int  // the command executor; 0 for nested containers
+	group       int  // process group destroyed with the container
+	pid         int  // the task's command; 0 until started
+	reaped      bool // the task's command ended
+	exited      bool // the container is gone
+	// killedBeforeStart records a kill that arrived while launching.
 	killedBeforeStart bool
 }
 
-// sigterm sends SIGTERM to the task's process group, as the command
-// executor sends it to the task's process tree. A process not started yet
-// (still fetching) is killed as soon as it starts.
-func (p *taskProcess) sigterm() {
+// sigterm is the executor's SIGTERM: to the task's process tree (the
+// command executor's os::killtree with groups and sessions), or to the
+// nested container's process (KILL_NESTED_CONTAINER).
+func (p *taskProcess) sigterm() { p.signal(syscall.SIGTERM) }
+
+// sigkill is the escalation at the end of the grace period, to the same
+// processes as sigterm.
+func (p *taskProcess) sigkill() { p.signal(syscall.SIGKILL) }
+
+func (p *taskProcess) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.exited {
+	if p.exited || p.reaped {
 		return
 	}
 	if p.pid == 0 {
 		p.killedBeforeStart = true
 		return
 	}
-	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
+	if p.nested {
+		_ = syscall.Kill(p.pid, sig)
+		return
+	}
+	killTree(p.pid, sig)
 }
 
-// sigkill kills everything of the task at once: the escalation at the end
-// of a grace period, a forced failure, or the server's Close.
-func (p *taskProcess) sigkill() {
+// destroy kills everything of the container at once, as the containerizer
+// destroys it: the executor, the task, whatever they left (forced failure,
+// Close, the end of the executor).
+func (p *taskProcess) destroy() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.exited {
-		return
-	}
-	if p.pid == 0 {
-		p.killedBeforeStart = true
-		return
-	}
-	killContainer(p.pid, p.sandbox)
+	p.destroyLocked()
 }
 
+func (p *taskProcess) destroyLocked() {
+	if p.pid > 0 {
+		killTree(p.pid, syscall.SIGKILL)
+	}
+	if p.group > 0 {
+		killContainer(p.group, p.sandbox)
+	}
+	if p.pid == 0 && p.group == 0 {
+		p.killedBeforeStart = true
+	}
+}
+
+// markExited records that the container's main process (the executor, or
+// the nested task) ended; the container is destroyed.
 func (p *taskProcess) markExited() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.exited = true
-	// Reap whatever the task left behind, as the containerizer destroys the
-	// container's cgroup when the executor exits.
-	if p.pid > 0 {
-		killContainer(p.pid, p.sandbox)
+	if p.exited {
+		return
 	}
+	p.destroyLocked()
+	p.exited = true
 }
 
-// killContainer SIGKILLs the task's process group and, standing in for the
-// container's cgroup, every process whose environment carries the task's
-// MESOS_SANDBOX: descendants that left the group (setsid, e.g. containerd
-// shims started by a K3s agent) are found that way too.
+// killContainer SIGKILLs a process group and, standing in for the
+// container's cgroup, every process whose environment carries the
+// container's MESOS_SANDBOX: descendants that left the group (setsid,
+// e.g. containerd shims started by a K3s agent) are found that way too.
 func killContainer(pgid int, sandbox string) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	if sandbox == "" {
@@ -102,113 +130,187 @@ func killContainer(pgid int, sandbox string) {
 	}
 }
 
-// processLaunch is everything the process goroutine needs, copied out of
-// the locked state.
-type processLaunch struct {
-	sandbox string
-	command *mesos.CommandInfo
-	env     []string
-	volumes []volumeLink // persistent volumes of the container
+// procStat is what killTree needs of /proc/<pid>/stat.
+type procStat struct{ pid, ppid, pgrp, session int }
+
+func readProcStats() []procStat {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []procStat
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 4 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		pgrp, _ := strconv.Atoi(f[2])
+		session, _ := strconv.Atoi(f[3])
+		out = append(out, procStat{pid: pid, ppid: ppid, pgrp: pgrp, session: session})
+	}
+	return out
 }
 
-// startProcessLocked launches a task for real: sandbox, fetch, then the
-// command in its own process group.
+// killTree signals the process tree rooted at root as stout's
+// os::killtree(root, sig, groups=true, sessions=true) does: the root, its
+// descendants, and every process in their process groups and sessions.
+func killTree(root int, sig syscall.Signal) {
+	stats := readProcStats()
+	children := map[int][]int{}
+	byPid := map[int]procStat{}
+	for _, p := range stats {
+		children[p.ppid] = append(children[p.ppid], p.pid)
+		byPid[p.pid] = p
+	}
+	tree := map[int]bool{root: true}
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range children[pid] {
+			if !tree[c] {
+				tree[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	groups, sessions := map[int]bool{}, map[int]bool{}
+	for pid := range tree {
+		if p, ok := byPid[pid]; ok {
+			groups[p.pgrp] = true
+			sessions[p.session] = true
+		}
+	}
+	self := os.Getpid()
+	selfStat := byPid[self]
+	targets := map[int]bool{}
+	for pid := range tree {
+		targets[pid] = true
+	}
+	for _, p := range stats {
+		if (groups[p.pgrp] && p.pgrp != selfStat.pgrp) || (sessions[p.session] && p.session != selfStat.session) {
+			targets[p.pid] = true
+		}
+	}
+	delete(targets, self)
+	for pid := range targets {
+		_ = syscall.Kill(pid, sig)
+	}
+	if len(targets) == 0 {
+		_ = syscall.Kill(root, sig)
+	}
+}
+
+// commandLaunch is everything a command task's goroutine needs, copied out
+// of the locked state.
+type commandLaunch struct {
+	taskID      string
+	sandbox     string
+	command     *mesos.CommandInfo
+	executorEnv []string
+	commandEnv  []string
+	argv        []string // the command executor's command line
+	volumes     []volumeLink
+	prepareErr  error // isolator preparation failed (e.g. a secret reference)
+}
+
+// sandboxPathLocked is the task's sandbox, paths::getExecutorRunPath
+// (src/slave/paths.cpp): <work_dir>/slaves/<agent>/frameworks/<framework>/
+// executors/<executor>/runs/<container>, a new container (and directory)
+// per launch. A task of a group has its own directory below its executor's
+// (containerizer/mesos/paths.cpp getSandboxPath): <executor
+// sandbox>/containers/<container>.
+func (s *Server) sandboxPathLocked(t *task) string {
+	if t.group != nil {
+		return filepath.Join(s.groupSandboxLocked(t.group, t), "containers", t.containerID)
+	}
+	return filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
+		"executors", t.executorID, "runs", t.containerID)
+}
+
+// groupSandboxLocked is the executor sandbox of a task group.
+func (s *Server) groupSandboxLocked(g *taskGroup, t *task) string {
+	if g.sandbox == "" {
+		g.sandbox = filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
+			"executors", g.executorID, "runs", g.containerID)
+	}
+	return g.sandbox
+}
+
+// startProcessLocked launches a task for real.
 func (s *Server) startProcessLocked(t *task) {
-	t.sandbox = filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
-		"executors", t.executorID, "runs", uuid.NewString())
-	launch := processLaunch{
+	if t.group != nil {
+		s.startNestedLocked(t)
+		return
+	}
+	t.sandbox = s.sandboxPathLocked(t)
+	l := commandLaunch{
+		taskID:  t.id,
 		sandbox: t.sandbox,
 		command: proto.Clone(t.info.Command).(*mesos.CommandInfo),
 		volumes: s.containerVolumesLocked(t.resources),
 	}
-	launch.env = s.taskEnvironmentLocked(t)
+	executorEnv, commandEnv, secrets, err := s.commandTaskEnvironments(t, t.sandbox, t.sandbox)
+	if err != nil {
+		l.prepareErr = err
+	} else {
+		t.executorEnv, t.commandEnv = executorEnv, commandEnv
+		l.executorEnv = append(executorEnv.list(), commandExecutorEnv+"=1")
+		l.commandEnv = commandEnv.list()
+		// mesos-executor's command line: the agent's flags, then what the
+		// containerizer appends for command tasks.
+		l.argv = []string{commandExecutorName, "--launcher_dir=" + launcherDir}
+		if len(secrets) > 0 {
+			l.argv = append(l.argv, "--task_environment="+taskEnvironmentJSON(secrets))
+		}
+	}
 	t.proc = &taskProcess{sandbox: t.sandbox}
+	s.runTrackedLocked(t, func(proc *taskProcess) { s.runCommandTask(t, proc, l) })
+}
+
+// runTrackedLocked runs a task's process goroutine, tracked for Close.
+func (s *Server) runTrackedLocked(t *task, run func(*taskProcess)) {
 	proc := t.proc
 	s.processes[proc] = struct{}{}
-	run := func() {
+	wrapped := func() {
 		defer func() {
 			s.mu.Lock()
 			delete(s.processes, proc)
 			s.mu.Unlock()
 		}()
-		s.runProcess(t, proc, launch)
+		run(proc)
 	}
-	if !s.tracker.goTracked(run) {
+	if !s.tracker.goTracked(wrapped) {
 		delete(s.processes, proc)
 		t.proc = nil
 	}
 }
 
-// taskEnvironmentLocked builds the command's environment: the agent's own
-// environment (executors inherit it unless --executor_environment_variables
-// is set), the MESOS_* variables, then the task's variables with secret
-// values resolved.
-func (s *Server) taskEnvironmentLocked(t *task) []string {
-	env := os.Environ()
-	env = append(env,
-		"MESOS_SANDBOX="+t.sandbox,
-		"MESOS_DIRECTORY="+t.sandbox,
-		"MESOS_TASK_ID="+t.id,
-		"MESOS_FRAMEWORK_ID="+t.fw.id,
-		"MESOS_AGENT_ID="+t.agent.id,
-		"MESOS_SLAVE_ID="+t.agent.id,
-		"MESOS_EXECUTOR_ID="+t.executorID,
-		"MESOS_AGENT_HOSTNAME="+t.agent.hostname,
-	)
-	if e := t.info.Command.GetEnvironment(); e != nil {
-		for _, v := range e.Variables {
-			env = append(env, v.Name+"="+environmentValue(v))
-		}
+// prepareContainer makes the sandbox, links the persistent volumes and
+// fetches the URIs, as the containerizer does before it starts anything.
+func (s *Server) prepareContainer(sandbox string, volumes []volumeLink, uris []mesos.CommandInfo_URI) ([]volumeLink, mesos.TaskStatus_Reason, error) {
+	if err := os.MkdirAll(sandbox, 0o755); err != nil {
+		return nil, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to create sandbox: %v", err)
 	}
-	return env
-}
-
-// environmentValue resolves a variable; SECRET values come from
-// Secret.value.data (the emulator has no secret store for references).
-func environmentValue(v mesos.Environment_Variable) string {
-	if v.GetType() == mesos.Environment_Variable_SECRET {
-		if sv := v.GetSecret().GetValue(); sv != nil {
-			return string(sv.Data)
-		}
-		return ""
-	}
-	return v.GetValue()
-}
-
-func hasSecretReference(c *mesos.CommandInfo) bool {
-	for _, v := range c.GetEnvironment().GetVariables() {
-		if v.GetType() == mesos.Environment_Variable_SECRET && v.GetSecret().GetValue() == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
-	fail := func(reason mesos.TaskStatus_Reason, msg string) {
-		proc.markExited()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if t.killing {
-			s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
-			return
-		}
-		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, msg, mesos.SOURCE_AGENT)
-	}
-	if err := os.MkdirAll(l.sandbox, 0o755); err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
-		return
-	}
-	linked, err := s.linkPersistentVolumes(l.sandbox, l.volumes)
+	linked, err := s.linkPersistentVolumes(sandbox, volumes)
 	if err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to prepare the container: "+err.Error())
-		return
-	}
-	if hasSecretReference(l.command) {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to resolve secrets: no secret resolver for secret references")
-		return
+		return linked, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
 		select {
 		case <-s.stop:
@@ -216,99 +318,179 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 		case <-ctx.Done():
 		}
 	}()
-	err = fetchURIs(ctx, l.sandbox, l.command.URIs)
-	cancel()
-	if err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch all URIs for container: "+err.Error())
+	if err := fetchURIs(ctx, sandbox, uris); err != nil {
+		return linked, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to fetch all URIs for container: %v", err)
+	}
+	return linked, 0, nil
+}
+
+// runCommandTask runs a command task: the command executor process, which
+// starts the task's command and reports its end.
+func (s *Server) runCommandTask(t *task, proc *taskProcess, l commandLaunch) {
+	failLaunch := func(reason mesos.TaskStatus_Reason, err error) {
+		proc.markExited()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, err.Error(), mesos.SOURCE_AGENT)
+	}
+	if l.prepareErr != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", l.prepareErr))
 		return
+	}
+	linked, reason, err := s.prepareContainer(l.sandbox, l.volumes, l.command.URIs)
+	if err != nil {
+		failLaunch(reason, err)
+		return
+	}
+	if selfExecutableErr != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", selfExecutableErr))
+		return
+	}
+	stdout, stderr, err := openSandboxOutput(l.sandbox)
+	if err != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", err))
+		return
+	}
+	specR, specW, err1 := os.Pipe()
+	eventsR, eventsW, err2 := os.Pipe()
+	if err1 != nil || err2 != nil {
+		stdout.Close()
+		stderr.Close()
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", firstErr(err1, err2)))
+		return
+	}
+	cmd := &exec.Cmd{
+		Path: selfExecutable, Args: l.argv, Env: l.executorEnv, Dir: l.sandbox,
+		Stdout: stdout, Stderr: stderr, ExtraFiles: []*os.File{specR, eventsW},
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 
-	cmd, err := buildCommand(l)
-	if err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
-		return
-	}
 	s.mu.Lock()
-	if t.removed || t.terminal() || s.closed {
+	if t.removed || t.terminal() || s.closed || t.killing {
+		killing := t.killing && !t.removed && !t.terminal()
+		if killing {
+			s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
+		}
 		s.mu.Unlock()
+		closeAll(stdout, stderr, specR, specW, eventsR, eventsW)
 		proc.markExited()
 		return
 	}
-	if t.killing {
-		s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
-		s.mu.Unlock()
-		proc.markExited()
-		return
-	}
-	// The command executor reports TASK_STARTING, then forks the command.
-	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	proc.mu.Lock()
 	startErr := cmd.Start()
 	if startErr == nil {
-		proc.pid = cmd.Process.Pid
+		proc.executorPid, proc.group = cmd.Process.Pid, cmd.Process.Pid
 	}
-	killedEarly := proc.killedBeforeStart
 	proc.mu.Unlock()
-	closeFiles(cmd)
+	closeAll(stdout, stderr, specR, eventsW)
 	if startErr != nil {
-		reason := mesos.REASON_COMMAND_EXECUTOR_FAILED
-		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Failed to launch command: "+startErr.Error(), mesos.SOURCE_EXECUTOR)
 		s.mu.Unlock()
-		proc.markExited()
+		closeAll(specW, eventsR)
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", startErr))
 		return
 	}
-	s.log.Info("task process started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
-	s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
-	s.startHealthCheckLocked(t)
+	s.log.Info("command executor started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
+	// The executor subscribes and gets the task: TASK_STARTING.
+	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	s.mu.Unlock()
-	if killedEarly {
-		proc.sigkill()
+
+	spec, _ := json.Marshal(executorSpec{TaskID: l.taskID, Shell: l.command.GetShell(), Value: l.command.Value,
+		Args: l.command.Arguments, Env: l.commandEnv, Dir: l.sandbox})
+	_, _ = specW.Write(spec)
+	specW.Close()
+
+	events := &executorEvents{r: bufio.NewReader(eventsR)}
+	reported := false
+	for {
+		kind, n, ok := events.next()
+		if !ok {
+			break
+		}
+		switch kind {
+		case "started":
+			proc.mu.Lock()
+			proc.pid = n
+			killedEarly := proc.killedBeforeStart
+			proc.mu.Unlock()
+			s.mu.Lock()
+			s.log.Info("task command started", "taskID", t.id, "pid", n)
+			s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
+			s.startHealthCheckLocked(t)
+			s.mu.Unlock()
+			if killedEarly {
+				proc.sigkill()
+			}
+		case "exited":
+			// The executor reaped the task and sends the terminal update
+			// (before it exits and the container is destroyed).
+			reported = true
+			s.mu.Lock()
+			s.commandEndedLocked(t, proc, linked, syscall.WaitStatus(n))
+			s.mu.Unlock()
+		}
 	}
-
-	waitErr := cmd.Wait()
+	eventsR.Close()
+	_ = cmd.Wait()
 	proc.markExited()
-	state, msg := exitOutcome(cmd.ProcessState, waitErr)
-
+	if reported {
+		return
+	}
+	// The executor died without reporting (it aborted, or was killed):
+	// the agent reports its termination (Slave::executorTerminated).
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.log.Info("command executor terminated", "taskID", t.id, "status", cmd.ProcessState.String())
+	s.containerEndedLocked(t, proc, linked)
+	reason = mesos.REASON_EXECUTOR_TERMINATED
+	s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Executor terminated", mesos.SOURCE_AGENT)
+}
+
+// commandEndedLocked sends a command task's terminal update from its
+// executor.
+func (s *Server) commandEndedLocked(t *task, proc *taskProcess, linked []volumeLink, ws syscall.WaitStatus) {
+	proc.mu.Lock()
+	proc.reaped = true // nothing more to signal; the container goes with the executor
+	proc.mu.Unlock()
+	s.containerEndedLocked(t, proc, linked)
+	state, msg := commandOutcome(ws, t.killing)
+	s.log.Info("task command exited", "taskID", t.id, "result", msg)
+	s.updateTaskLocked(t, state, nil, msg, mesos.SOURCE_EXECUTOR)
+}
+
+// containerEndedLocked forgets a task's process and, as the agent does when
+// it updates the container's resources for a terminal update, removes the
+// volumes' symlinks from the run's sandbox (even when the master already
+// forgot the task, e.g. its framework was removed).
+func (s *Server) containerEndedLocked(t *task, proc *taskProcess, linked []volumeLink) {
 	if t.proc == proc {
 		t.proc = nil
 		s.stopTimerLocked(t.killTimer)
 		t.killTimer = nil
 	}
-	s.log.Info("task process exited", "taskID", t.id, "result", msg)
-	// The executor sends the terminal update and the agent updates the
-	// container's resources before it forwards it: the volumes' symlinks
-	// leave this run's sandbox (even when the master already forgot the
-	// task, e.g. its framework was removed).
 	if err := unlinkPersistentVolumes(linked); err != nil {
 		s.log.Error(err, "removing persistent volume links", "taskID", t.id)
 	}
-	if t.removed || t.terminal() {
-		return
-	}
-	if t.killing {
-		state = mesos.TASK_KILLED
-	}
-	s.updateTaskLocked(t, state, nil, msg, mesos.SOURCE_EXECUTOR)
 }
 
-// exitOutcome maps a wait status to the command executor's terminal state
-// and message ("Command exited with status 1", "Command terminated with
-// signal Killed").
-func exitOutcome(ps *os.ProcessState, waitErr error) (mesos.TaskState, string) {
-	if ps == nil {
-		return mesos.TASK_FAILED, "Command failed: " + fmt.Sprint(waitErr)
+// commandOutcome maps the task's wait status to the executor's terminal
+// state and message: "Command exited with status 1", "Command terminated
+// with signal Killed" (WSTRINGIFY); TASK_KILLED whenever it was killed on
+// request.
+func commandOutcome(ws syscall.WaitStatus, killed bool) (mesos.TaskState, string) {
+	var state mesos.TaskState
+	var msg string
+	switch {
+	case ws.Signaled():
+		state, msg = mesos.TASK_FAILED, "Command terminated with signal "+signalName(ws.Signal())
+	case ws.ExitStatus() == 0:
+		state, msg = mesos.TASK_FINISHED, "Command exited with status 0"
+	default:
+		state, msg = mesos.TASK_FAILED, fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return mesos.TASK_FAILED, "Command terminated with signal " + signalName(ws.Signal())
+	if killed {
+		state = mesos.TASK_KILLED
 	}
-	code := ps.ExitCode()
-	msg := fmt.Sprintf("Command exited with status %d", code)
-	if code == 0 {
-		return mesos.TASK_FINISHED, msg
-	}
-	return mesos.TASK_FAILED, msg
+	return state, msg
 }
 
 func signalName(sig syscall.Signal) string {
@@ -319,55 +501,34 @@ func signalName(sig syscall.Signal) string {
 	return strings.ToUpper(name[:1]) + name[1:]
 }
 
-// buildCommand prepares the command as the command executor runs it:
-// shell commands through /bin/sh -c, others exec'd with their arguments
-// (arguments[0] being argv[0]); the working directory is the sandbox and
-// stdout/stderr go to files there.
-func buildCommand(l processLaunch) (*exec.Cmd, error) {
-	c := l.command
-	var cmd *exec.Cmd
-	if c.GetShell() {
-		cmd = exec.Command("/bin/sh", "-c", c.GetValue())
-	} else {
-		path := c.GetValue()
-		if strings.Contains(path, "/") {
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(l.sandbox, path)
-			}
-		} else if found, err := lookPathIn(path, l.env); err == nil {
-			path = found
-		} else {
-			return nil, err
-		}
-		args := c.Arguments
-		if len(args) == 0 {
-			args = []string{c.GetValue()}
-		}
-		cmd = &exec.Cmd{Path: path, Args: append([]string(nil), args...)}
-	}
-	cmd.Dir = l.sandbox
-	cmd.Env = l.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := os.OpenFile(filepath.Join(l.sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func openSandboxOutput(sandbox string) (*os.File, *os.File, error) {
+	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	stderr, err := os.OpenFile(filepath.Join(l.sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	stderr, err := os.OpenFile(filepath.Join(sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		stdout.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	return cmd, nil
+	return stdout, stderr, nil
 }
 
-// closeFiles releases the parent's copies of the child's output files.
-func closeFiles(cmd *exec.Cmd) {
-	for _, w := range []any{cmd.Stdout, cmd.Stderr} {
-		if f, ok := w.(*os.File); ok {
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
 			f.Close()
 		}
 	}
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lookPathIn resolves an executable name using PATH from env.
@@ -379,7 +540,7 @@ func lookPathIn(name string, env []string) (string, error) {
 		}
 	}
 	if pathVar == "" {
-		pathVar = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		pathVar = hostDefaultPath
 	}
 	for _, dir := range filepath.SplitList(pathVar) {
 		candidate := filepath.Join(dir, name)
@@ -389,3 +550,10 @@ func lookPathIn(name string, env []string) (string, error) {
 	}
 	return "", fmt.Errorf("executable %q not found in PATH", name)
 }
+
+// startNestedLocked starts a task of a group as a nested container (not
+// run as a process yet: groups are simulated).
+func (s *Server) startNestedLocked(t *task) {}
+
+// newContainerID is a container ID as the agent makes them.
+func newContainerID() string { return uuid.NewString() }

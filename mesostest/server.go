@@ -317,7 +317,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 
 	for _, p := range procs {
-		p.sigkill()
+		p.destroy()
 	}
 	for _, m := range masters {
 		_ = m.http.Close()

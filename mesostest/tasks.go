@@ -49,7 +49,14 @@ type task struct {
 	health         *healthChecker
 	healthOverride *bool // SetTaskHealth
 	sandbox        string
-	removed        bool // no longer tracked by the master (completed or abandoned)
+	// containerID is the task's container: the executor's for a command
+	// or Docker task, the nested container's for a task of a group.
+	containerID string
+	// executorEnv and commandEnv are the environments the command
+	// executor and the task's command were given (process mode).
+	executorEnv environ
+	commandEnv  environ
+	removed     bool // no longer tracked by the master (completed or abandoned)
 }
 
 // taskGroup ties the tasks of one LAUNCH_GROUP to their executor's resources.
@@ -59,6 +66,9 @@ type taskGroup struct {
 	resources  mesos.Resources
 	tasks      []*task
 	released   bool
+	// containerID and sandbox are the executor container's.
+	containerID string
+	sandbox     string
 	// killingGroup: one task failed or was killed, the executor kills
 	// the others (once).
 	killingGroup bool
@@ -95,6 +105,8 @@ func (s *Server) launchTaskLocked(fw *framework, a *agent, info mesos.TaskInfo, 
 		resources: cloneResources(info.Resources),
 		state:     mesos.TASK_STAGING,
 		group:     group,
+		// A new container (and run directory) for every launch.
+		containerID: newContainerID(),
 	}
 	if group != nil {
 		t.executorID = group.executorID
@@ -119,8 +131,8 @@ func (s *Server) runsAsProcess(t *task) bool {
 	if !t.agent.cfg.RunProcesses || t.info.Command == nil {
 		return false
 	}
-	if t.info.Executor != nil && t.group == nil {
-		return false // a custom executor
+	if t.info.Executor != nil {
+		return false // a custom executor (task groups: not yet)
 	}
 	if c := t.info.Container; c != nil {
 		if c.GetType() == mesos.ContainerInfo_DOCKER || c.Docker != nil {
@@ -142,8 +154,29 @@ func (s *Server) startTaskLocked(t *task) {
 		s.startProcessLocked(t)
 		return
 	}
+	kind := t.executorKind()
+	if kind == commandExecutor || kind == defaultExecutor {
+		// The Mesos containerizer's environment_secret isolator resolves
+		// the secrets before anything starts; the default resolver
+		// cannot resolve references.
+		if _, err := resolvedSecretVariables(t.info.Command); err != nil {
+			reason := mesos.REASON_CONTAINER_LAUNCH_FAILED
+			s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Failed to launch container: "+err.Error(), mesos.SOURCE_AGENT)
+			return
+		}
+	}
 	// Simulated: the executor reports STARTING, then RUNNING.
 	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
+	if kind == commandExecutor && t.info.Command.GetValue() == "" && t.info.Command.Value == nil && !hasImage(t.info.Container) {
+		// The command executor CHECKs for a command to run and aborts;
+		// the agent reports the executor's termination.
+		t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
+			t.stateTimer = nil
+			reason := mesos.REASON_EXECUTOR_TERMINATED
+			s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Executor terminated", mesos.SOURCE_AGENT)
+		})
+		return
+	}
 	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
 		t.stateTimer = nil
 		if t.removed || t.terminal() || t.killing {
@@ -152,6 +185,12 @@ func (s *Server) startTaskLocked(t *task) {
 		s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
 		s.startHealthCheckLocked(t)
 	})
+}
+
+// hasImage tells whether a Mesos containerizer task has its own image
+// (whose entrypoint the docker/runtime isolator makes the command).
+func hasImage(c *mesos.ContainerInfo) bool {
+	return c != nil && c.Mesos != nil && c.Mesos.Image != nil
 }
 
 // updateTaskLocked records a new state reported by the agent or executor
