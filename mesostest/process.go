@@ -551,9 +551,5 @@ func lookPathIn(name string, env []string) (string, error) {
 	return "", fmt.Errorf("executable %q not found in PATH", name)
 }
 
-// startNestedLocked starts a task of a group as a nested container (not
-// run as a process yet: groups are simulated).
-func (s *Server) startNestedLocked(t *task) {}
-
 // newContainerID is a container ID as the agent makes them.
 func newContainerID() string { return uuid.NewString() }

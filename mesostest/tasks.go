@@ -66,9 +66,11 @@ type taskGroup struct {
 	resources  mesos.Resources
 	tasks      []*task
 	released   bool
-	// containerID and sandbox are the executor container's.
+	// containerID and sandbox are the executor container's; executorEnv
+	// the default executor's environment (process mode).
 	containerID string
 	sandbox     string
+	executorEnv environ
 	// killingGroup: one task failed or was killed, the executor kills
 	// the others (once).
 	killingGroup bool
@@ -131,8 +133,11 @@ func (s *Server) runsAsProcess(t *task) bool {
 	if !t.agent.cfg.RunProcesses || t.info.Command == nil {
 		return false
 	}
+	if t.group != nil {
+		return runsNested(t)
+	}
 	if t.info.Executor != nil {
-		return false // a custom executor (task groups: not yet)
+		return false // a custom executor
 	}
 	if c := t.info.Container; c != nil {
 		if c.GetType() == mesos.ContainerInfo_DOCKER || c.Docker != nil {
