@@ -56,6 +56,11 @@ type agent struct {
 
 	reachable        bool
 	unreachableSince time.Time
+	// recovered: a restarted master knows the agent from its registry but
+	// the agent has not reregistered yet (its tasks are unknown to the
+	// master meanwhile); reregistered is when it last did.
+	recovered    bool
+	reregistered time.Time
 }
 
 // AddAgent registers a new agent and returns its agent ID. Its resources are

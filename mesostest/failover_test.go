@@ -212,13 +212,13 @@ func TestMasterFailoverRaw(t *testing.T) {
 	if rr.StatusCode != http.StatusTemporaryRedirect || rr.Header.Get("Location") != "//"+strings.TrimPrefix(standby, "http://") {
 		t.Fatalf("/redirect: %d %q", rr.StatusCode, rr.Header.Get("Location"))
 	}
-	// Non-leaders serve an empty /state pointing at the leader.
-	resp, err := http.Get(s.URL() + "/state")
+	// Non-leaders redirect /state to the leader, as Master::Http::state does.
+	rs, err := rc.Get(s.URL() + "/state")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/state on non-leader: %d", resp.StatusCode)
+	rs.Body.Close()
+	if rs.StatusCode != http.StatusTemporaryRedirect || rs.Header.Get("Location") != "//"+strings.TrimPrefix(standby, "http://")+"/state" {
+		t.Fatalf("/state on non-leader: %d %q", rs.StatusCode, rs.Header.Get("Location"))
 	}
 }

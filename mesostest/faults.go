@@ -94,13 +94,19 @@ func (s *Server) LoseAgent(hostname string) error {
 		status.UnreachableTime = unreachableTime
 		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
 		delete(fw.tasks, t.id)
+		// Master::__removeSlave records the update in the task's statuses.
 		if fw.partitionAware {
+			masterReceivedLocked(t, status)
 			fw.unreachable[t.id] = t
 		} else {
-			// The master forgets the task; the agent will be told to kill it
-			// if it ever comes back.
-			t.statuses = append(t.statuses, status)
-			s.appendCompletedLocked(fw, t)
+			// The master forgets the task (what /state shows of it is a
+			// snapshot in TASK_LOST); the agent keeps running it.
+			lost := *t
+			lost.state = mesos.TASK_LOST
+			lost.statuses = append([]mesos.TaskStatus(nil), t.statuses...)
+			masterReceivedLocked(&lost, status)
+			lost.removed = true
+			s.appendCompletedLocked(fw, &lost)
 		}
 	}
 	return nil

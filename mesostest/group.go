@@ -188,6 +188,7 @@ func (s *Server) runNestedTask(t *task, proc *taskProcess, l nestedLaunch) {
 	if err := os.MkdirAll(tasksDir, 0o755); err == nil {
 		_ = os.Symlink(filepath.Join(l.execSandbox, "containers", l.containerID), filepath.Join(tasksDir, l.taskID))
 	}
+	t.executorPid = cmd.Process.Pid // the nested container's own process
 	s.log.Info("nested container started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
 	s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
 	s.startHealthCheckLocked(t)

@@ -208,6 +208,10 @@ func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthC
 				// The executor kills the task (TaskHealthStatus.kill_task);
 				// its terminal update says healthy: false.
 				s.log.Info("killing unhealthy task", "taskID", t.id, "consecutiveFailures", failures)
+				t.killedByHealth = true
+				if t.group != nil {
+					t.group.unhealthy = true
+				}
 				s.killTaskLocked(t, killRequest{})
 				s.mu.Unlock()
 				return

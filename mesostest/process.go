@@ -389,6 +389,7 @@ func (s *Server) runCommandTask(t *task, proc *taskProcess, l commandLaunch) {
 		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", startErr))
 		return
 	}
+	t.executorPid = cmd.Process.Pid
 	s.log.Info("command executor started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
 	// The executor subscribes and gets the task: TASK_STARTING.
 	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)

@@ -12,9 +12,6 @@ import (
 // maxStatusRetryInterval is the agent's STATUS_UPDATE_RETRY_INTERVAL_MAX.
 const maxStatusRetryInterval = 10 * time.Minute
 
-// maxTaskStatuses bounds the status history kept per task for /state.
-const maxTaskStatuses = 10
-
 // task is a launched task as the master and its agent know it.
 type task struct {
 	id        string
@@ -28,10 +25,21 @@ type task struct {
 	executorID string
 	group      *taskGroup
 
-	state    mesos.TaskState
+	// state is the task's latest state (the agent's view, which the master
+	// tracks as the update's latest_state); lastSource who reported it.
+	state      mesos.TaskState
+	lastSource mesos.TaskStatus_Source
+	// statuses are the statuses the master received (Master::updateTask):
+	// consecutive ones of the same state replace each other.
 	statuses []mesos.TaskStatus
 	healthy  *bool
-	released bool // resources returned to the agent
+	// killedByHealth: the executor killed the task for failing its health
+	// check; its terminal update says healthy: false.
+	killedByHealth bool
+	// executorPid is the container's executor process (or a nested
+	// container's process), for container_status.
+	executorPid int
+	released    bool // resources returned to the agent
 
 	// pending holds updates that need an acknowledgement, oldest first; the
 	// head is in flight and retried with backoff until acknowledged.
@@ -74,6 +82,8 @@ type taskGroup struct {
 	// killingGroup: one task failed or was killed, the executor kills
 	// the others (once).
 	killingGroup bool
+	// unhealthy: the default executor killed a task for its health.
+	unhealthy bool
 }
 
 func (t *task) terminal() bool { return isTerminal(t.state) }
@@ -206,6 +216,13 @@ func (s *Server) updateTaskLocked(t *task, state mesos.TaskState, reason *mesos.
 	}
 	status := s.newStatus(t, state, reason, message, source)
 	status.UUID = newUUIDBytes()
+	if isTerminal(state) && (t.killedByHealth || (t.group != nil && t.group.unhealthy)) {
+		// executor.cpp / default_executor.cpp: a task killed for a failing
+		// health check (any task of the executor, for the default one) ends
+		// with healthy: false.
+		unhealthy := false
+		status.Healthy = &unhealthy
+	}
 	s.recordStatusLocked(t, status)
 	s.log.Info("task state changed", "frameworkID", t.fw.id, "taskID", t.id, "state", state.String(),
 		"reason", reasonString(reason), "message", message)
@@ -225,6 +242,7 @@ func (s *Server) healthUpdateLocked(t *task, healthy bool) {
 	t.healthy = &h
 	reason := mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
 	status := s.newStatus(t, mesos.TASK_RUNNING, &reason, "", mesos.SOURCE_EXECUTOR)
+	status.Healthy = &h
 	status.UUID = newUUIDBytes()
 	s.recordStatusLocked(t, status)
 	s.log.Info("task health changed", "frameworkID", t.fw.id, "taskID", t.id, "healthy", healthy)
@@ -246,7 +264,11 @@ func (s *Server) newStatus(t *task, state mesos.TaskState, reason *mesos.TaskSta
 		AgentID:    &mesos.AgentID{Value: t.agent.id},
 		ExecutorID: &mesos.ExecutorID{Value: t.executorID},
 		Timestamp:  &now,
-		Healthy:    t.healthy,
+	}
+	if source == mesos.SOURCE_EXECUTOR {
+		// The agent adds the container's status to the executor's
+		// updates (Slave::_statusUpdate).
+		status.ContainerStatus = s.containerStatusLocked(t)
 	}
 	if reason != nil {
 		r := *reason
@@ -259,16 +281,42 @@ func (s *Server) newStatus(t *task, state mesos.TaskState, reason *mesos.TaskSta
 	return status
 }
 
-// recordStatusLocked applies a status to the master's view of the task.
+// containerStatusLocked is the ContainerStatus the agent attaches: the
+// container's ID (with its parent for a nested one), the executor's pid
+// where the emulator knows it, and the agent's IP as the container's.
+func (s *Server) containerStatusLocked(t *task) *mesos.ContainerStatus {
+	cs := &mesos.ContainerStatus{ContainerID: &mesos.ContainerID{Value: t.containerID}}
+	if t.group != nil {
+		cs.ContainerID.Parent = &mesos.ContainerID{Value: t.group.containerID}
+	}
+	if t.executorPid > 0 {
+		pid := uint32(t.executorPid)
+		cs.ExecutorPID = &pid
+	}
+	ip := agentIP(t.agent)
+	cs.NetworkInfos = []mesos.NetworkInfo{{IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}}}}
+	return cs
+}
+
+// recordStatusLocked applies a status to the task's (the agent's) state.
 func (s *Server) recordStatusLocked(t *task, status mesos.TaskStatus) {
 	t.state = *status.State
-	t.statuses = append(t.statuses, status)
-	if len(t.statuses) > maxTaskStatuses {
-		t.statuses = append([]mesos.TaskStatus(nil), t.statuses[len(t.statuses)-maxTaskStatuses:]...)
-	}
+	t.lastSource = status.GetSource()
 	if t.terminal() {
 		s.taskTerminatedLocked(t)
 	}
+}
+
+// masterReceivedLocked adds a status the master received to the task's
+// history as Master::updateTask does: one of the same state as the last
+// replaces it, its data is dropped.
+func masterReceivedLocked(t *task, status mesos.TaskStatus) {
+	status.Data = nil
+	if n := len(t.statuses); n > 0 && t.statuses[n-1].GetState() == status.GetState() {
+		t.statuses[n-1] = status
+		return
+	}
+	t.statuses = append(t.statuses, status)
 }
 
 // taskTerminatedLocked releases what a terminal task held.
@@ -304,7 +352,7 @@ func (s *Server) taskTerminatedLocked(t *task) {
 		// The default executor kills the rest of the group when one fails
 		// or is killed, with its default grace period (default_executor.cpp
 		// waited(): kill(container) without a grace).
-		byExecutor := len(t.statuses) > 0 && t.statuses[len(t.statuses)-1].GetSource() != mesos.SOURCE_MASTER
+		byExecutor := t.lastSource != mesos.SOURCE_MASTER
 		if byExecutor && (t.state == mesos.TASK_FAILED || t.state == mesos.TASK_KILLED) && !allDone && !g.killingGroup {
 			g.killingGroup = true
 			for _, other := range g.tasks {
@@ -324,6 +372,10 @@ func (s *Server) sendPendingHeadLocked(t *task) {
 	}
 	s.stopTimerLocked(t.retryTimer)
 	if t.agent.reachable {
+		// The agent forwards the update through the master, which records
+		// it before passing it on (or dropping it for a disconnected
+		// framework).
+		masterReceivedLocked(t, t.pending[0])
 		t.fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: t.pending[0]}})
 	}
 	interval := t.retryInterval
@@ -408,6 +460,7 @@ func (s *Server) abandonTaskLocked(t *task) {
 		reason := mesos.REASON_FRAMEWORK_REMOVED
 		st := s.newStatus(t, mesos.TASK_KILLED, &reason, "Framework removed", mesos.SOURCE_MASTER)
 		s.recordStatusLocked(t, st)
+		masterReceivedLocked(t, st)
 	}
 	s.taskTerminatedLocked(t)
 	s.completeTaskLocked(t)
