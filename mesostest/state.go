@@ -392,7 +392,7 @@ func (s *Server) frameworkStateLocked(fw *framework, current bool) StateFramewor
 	}
 	fs.Labels = labelsOf(info.Labels)
 	var used, offered mesos.Resources
-	for _, t := range sortedTasks(fw.tasks) {
+	for _, t := range s.visibleTasksLocked(fw) {
 		fs.Tasks = append(fs.Tasks, taskState(t))
 		if !t.released {
 			used.Add(unallocated(t.resources)...)

@@ -597,3 +597,15 @@ func reasonString(r *mesos.TaskStatus_Reason) string {
 	}
 	return r.String()
 }
+
+// visibleTasksLocked are the framework's live tasks the master knows: not
+// those of agents a restarted master has not heard from again.
+func (s *Server) visibleTasksLocked(fw *framework) []*task {
+	var out []*task
+	for _, t := range sortedTasks(fw.tasks) {
+		if !t.agent.recovered {
+			out = append(out, t)
+		}
+	}
+	return out
+}
