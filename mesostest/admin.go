@@ -25,7 +25,8 @@ var adminEndpoints = map[string]string{
 	"POST /admin/reject-calls":    "status (HTTP status, 0 to stop)",
 	"POST /admin/unavailable":     "value (true: no leader, 503; false: leader back)",
 	"POST /admin/add-master":      "(none) starts a standby master and returns its URL",
-	"POST /admin/failover":        "url (optional: default the next master, added if there is none)",
+	"POST /admin/failover":        "url (optional: default the next master, added if there is none); the new leader recovers as a restarted master",
+	"POST /admin/restart-master":  "(none) the leader restarts: streams end, frameworks are forgotten, agents reregister after the configured delay",
 }
 
 // AdminHandler serves the fault injection endpoints over HTTP, for the
@@ -145,6 +146,7 @@ func (s *Server) AdminHandler() http.Handler {
 		s.SetUnavailable(v)
 		return nil, nil
 	})
+	post("/admin/restart-master", func(r *http.Request) (any, error) { return nil, s.RestartMaster() })
 	post("/admin/add-master", func(r *http.Request) (any, error) {
 		return map[string]string{"url": s.AddMaster()}, nil
 	})

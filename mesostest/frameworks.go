@@ -186,6 +186,12 @@ func (s *Server) subscribeLocked(sub *scheduler.Call_Subscribe, principal string
 		s.frameworks[fw.id] = fw
 		s.log.Info("framework subscribed", "frameworkID", fw.id, "name", info.Name, "roles", roles)
 	} else {
+		if !fw.registered {
+			// Unknown to this master (it restarted or took over): admitted
+			// again with its ID, its tasks where its agents reregistered.
+			fw.registered = true
+			fw.registeredTime = now
+		}
 		fw.reregisteredTime = now
 		s.stopTimerLocked(fw.failoverTimer)
 		fw.failoverTimer = nil

@@ -183,7 +183,7 @@ func (s *Server) serveScheduler(m *master, w http.ResponseWriter, r *http.Reques
 // message for failures, and a response body for calls that have one.
 func (s *Server) callLocked(call *scheduler.Call, principal, streamID string, enc eventEncoding) (int, string, []byte) {
 	fw := s.frameworks[call.GetFrameworkID().GetValue()]
-	if fw == nil {
+	if fw == nil || !fw.registered {
 		return http.StatusBadRequest, "Framework cannot be found", nil
 	}
 	if principal != "" && principal != fw.info.GetPrincipal() {

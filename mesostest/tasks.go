@@ -371,7 +371,7 @@ func (s *Server) sendPendingHeadLocked(t *task) {
 		return
 	}
 	s.stopTimerLocked(t.retryTimer)
-	if t.agent.reachable {
+	if t.agent.registeredWithMaster() {
 		// The agent forwards the update through the master, which records
 		// it before passing it on (or dropping it for a disconnected
 		// framework).
@@ -407,7 +407,8 @@ func (s *Server) resendPendingUpdateLocked(t *task) {
 // acknowledgeLocked handles ACKNOWLEDGE. Unknown tasks or UUIDs are
 // ignored, as by the master.
 func (s *Server) acknowledgeLocked(fw *framework, ack *scheduler.Call_Acknowledge) {
-	t := fw.tasks[ack.TaskID.Value]
+	// The master forwards acknowledgements to registered agents only.
+	t := s.knownTaskLocked(fw, ack.TaskID.Value)
 	if t == nil || t.agent.id != ack.AgentID.Value || len(t.pending) == 0 ||
 		!bytes.Equal(t.pending[0].UUID, ack.UUID) {
 		s.log.V(1).Info("ignoring acknowledgement", "frameworkID", fw.id, "taskID", ack.TaskID.Value)
@@ -469,7 +470,7 @@ func (s *Server) abandonTaskLocked(t *task) {
 // killLocked handles KILL. Unknown tasks are answered by reconciliation,
 // as the master does.
 func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
-	t := fw.tasks[k.TaskID.Value]
+	t := s.knownTaskLocked(fw, k.TaskID.Value)
 	if t == nil {
 		s.log.Info("kill of unknown task; performing reconciliation", "frameworkID", fw.id, "taskID", k.TaskID.Value)
 		s.reconcileLocked(fw, &scheduler.Call_Reconcile{Tasks: []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}}})
@@ -489,56 +490,71 @@ func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
 
 // shutdownLocked handles SHUTDOWN: the executor and all its tasks go.
 func (s *Server) shutdownLocked(fw *framework, sh *scheduler.Call_Shutdown) {
-	for _, t := range sortedTasks(fw.tasks) {
+	for _, t := range s.visibleTasksLocked(fw) {
 		if t.executorID == sh.ExecutorID.Value && t.agent.id == sh.AgentID.Value {
 			s.killTaskLocked(t, killRequest{shutdown: true})
 		}
 	}
 }
 
-// reconcileLocked answers RECONCILE (see Master::reconcile): updates carry
-// REASON_RECONCILIATION, come from the master and have no UUID.
+// knownTaskLocked is Framework::getTask as the master sees it: a live
+// task of a registered agent (not an unreachable one, not one of an agent
+// still to reregister).
+func (s *Server) knownTaskLocked(fw *framework, taskID string) *task {
+	if t := fw.tasks[taskID]; t != nil && t.agent.registeredWithMaster() {
+		return t
+	}
+	return nil
+}
+
+// reconcileLocked answers RECONCILE as Master::reconcile does
+// (src/master/master.cpp): updates from the master, REASON_RECONCILIATION,
+// no UUID. Implicit: every known task (unreachable ones are not). Explicit:
+// (1) known: its latest state (the update in flight, with its health and
+// container status); (2) unknown, agent recovered after a master restart,
+// or no agent given while any agent is: no answer; (3) unknown, agent
+// registered: TASK_GONE; (4) agent unreachable: TASK_UNREACHABLE with the
+// time it was marked so; (6) agent unknown: TASK_UNKNOWN. TASK_LOST
+// instead of (3), (4) and (6) for frameworks that are not partition-aware.
 func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
 	reason := mesos.REASON_RECONCILIATION
-	known := func(t *task, state mesos.TaskState) mesos.TaskStatus {
-		st := s.newStatus(t, state, &reason, "Reconciliation: Latest task state", mesos.SOURCE_MASTER)
+	known := func(t *task) mesos.TaskStatus {
+		st := s.newStatus(t, t.statusUpdateState(), &reason, "Reconciliation: Latest task state", mesos.SOURCE_MASTER)
+		st.Healthy = lastHealth(t)
+		st.ContainerStatus = lastContainerStatus(t)
 		return st
 	}
 	send := func(status mesos.TaskStatus) {
 		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
 	}
 	if len(rec.Tasks) == 0 {
-		for _, t := range sortedTasks(fw.tasks) {
-			send(known(t, t.statusUpdateState()))
-		}
-		for _, t := range sortedTasks(fw.unreachable) {
-			send(known(t, s.lostState(fw, mesos.TASK_UNREACHABLE)))
+		for _, t := range s.visibleTasksLocked(fw) {
+			send(known(t))
 		}
 		return
 	}
+	anyRecovered := !s.noRecoveredAgentsLocked()
 	for _, rt := range rec.Tasks {
-		if t := fw.tasks[rt.TaskID.Value]; t != nil {
-			send(known(t, t.statusUpdateState()))
+		if t := s.knownTaskLocked(fw, rt.TaskID.Value); t != nil {
+			send(known(t))
 			continue
 		}
-		if t := fw.unreachable[rt.TaskID.Value]; t != nil {
-			st := known(t, s.lostState(fw, mesos.TASK_UNREACHABLE))
-			st.Message = stringPtr("Reconciliation: Task is unreachable")
-			st.UnreachableTime = &mesos.TimeInfo{Nanoseconds: t.agent.unreachableSince.UnixNano()}
-			send(st)
+		var a *agent
+		if rt.AgentID != nil {
+			a = s.agents[rt.AgentID.Value]
+		}
+		if (a != nil && a.recovered) || (rt.AgentID == nil && anyRecovered) {
+			s.log.Info("dropping reconciliation: agents have not reregistered yet", "frameworkID", fw.id, "taskID", rt.TaskID.Value)
 			continue
 		}
 		state, msg := mesos.TASK_UNKNOWN, "Reconciliation: Task is unknown"
 		var unreachableTime *mesos.TimeInfo
-		if rt.AgentID != nil {
-			if a := s.agents[rt.AgentID.Value]; a != nil {
-				if a.reachable {
-					state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
-				} else {
-					state, msg = mesos.TASK_UNREACHABLE, "Reconciliation: Task is unreachable"
-					unreachableTime = &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
-				}
-			}
+		switch {
+		case a != nil && a.registeredWithMaster():
+			state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
+		case a != nil:
+			state, msg = mesos.TASK_UNREACHABLE, "Reconciliation: Task is unreachable"
+			unreachableTime = &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
 		}
 		st := s.masterStatus(fw, rt.TaskID, state, reason, msg)
 		st.AgentID = rt.AgentID
@@ -603,7 +619,7 @@ func reasonString(r *mesos.TaskStatus_Reason) string {
 func (s *Server) visibleTasksLocked(fw *framework) []*task {
 	var out []*task
 	for _, t := range sortedTasks(fw.tasks) {
-		if !t.agent.recovered {
+		if t.agent.registeredWithMaster() {
 			out = append(out, t)
 		}
 	}
