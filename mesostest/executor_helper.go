@@ -45,8 +45,15 @@ type executorSpec struct {
 	Dir    string   `json:"dir"`
 }
 
-// selfExecutable is this program, to start again as the executor.
-var selfExecutable, selfExecutableErr = os.Executable()
+// selfExecutable is this program, to start again as the executor:
+// /proc/self/exe, which names the running binary even after its file was
+// replaced or deleted (a rebuilt test binary, an upgraded playground).
+var selfExecutable, selfExecutableErr = "/proc/self/exe", checkSelfExecutable()
+
+func checkSelfExecutable() error {
+	_, err := os.Stat("/proc/self/exe")
+	return err
+}
 
 func init() {
 	if os.Getenv(commandExecutorEnv) != "" && filepath.Base(os.Args[0]) == commandExecutorName {
