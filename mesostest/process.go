@@ -144,74 +144,112 @@ func readProcStats() []procStat {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
+		if p, ok := readProcStat(pid); ok {
+			out = append(out, p)
 		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 4 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		pgrp, _ := strconv.Atoi(f[2])
-		session, _ := strconv.Atoi(f[3])
-		out = append(out, procStat{pid: pid, ppid: ppid, pgrp: pgrp, session: session})
 	}
 	return out
 }
 
 // killTree signals the process tree rooted at root as stout's
-// os::killtree(root, sig, groups=true, sessions=true) does: the root, its
-// descendants, and every process in their process groups and sessions.
+// os::killtree(root, sig, groups=true, sessions=true) does
+// (3rdparty/stout/include/stout/os/posix/killtree.hpp): every process is
+// stopped (SIGSTOP) as it is found, so that none can fork or react before
+// the signal reaches them all; the tree is the root, its descendants and
+// every process in their process groups and sessions, except the group
+// and session of the root's parent; then all get the signal, and SIGCONT.
+// A root that is gone stands for the group and session it led.
 func killTree(root int, sig syscall.Signal) {
 	stats := readProcStats()
-	children := map[int][]int{}
 	byPid := map[int]procStat{}
 	for _, p := range stats {
-		children[p.ppid] = append(children[p.ppid], p.pid)
 		byPid[p.pid] = p
 	}
-	tree := map[int]bool{root: true}
-	queue := []int{root}
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		for _, c := range children[pid] {
-			if !tree[c] {
-				tree[c] = true
-				queue = append(queue, c)
+	self := os.Getpid()
+	var queue []int
+	groups, sessions := map[int]bool{}, map[int]bool{}
+	if rootStat, ok := byPid[root]; ok {
+		queue = append(queue, root)
+		if parent, ok := byPid[rootStat.ppid]; ok {
+			groups[parent.pgrp], sessions[parent.session] = true, true
+		}
+	} else {
+		for _, p := range stats {
+			if p.pgrp == root || p.session == root {
+				queue = append(queue, p.pid)
 			}
 		}
 	}
-	groups, sessions := map[int]bool{}, map[int]bool{}
-	for pid := range tree {
-		if p, ok := byPid[pid]; ok {
+	if selfStat, ok := byPid[self]; ok {
+		groups[selfStat.pgrp], sessions[selfStat.session] = true, true
+	}
+	visited := map[int]bool{}
+	var order []int
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if visited[pid] || pid == self {
+			continue
+		}
+		p, ok := readProcStat(pid)
+		if !ok {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		visited[pid] = true
+		order = append(order, pid)
+		stats = readProcStats()
+		for _, c := range stats {
+			if c.ppid == pid {
+				queue = append(queue, c.pid)
+			}
+		}
+		if !groups[p.pgrp] {
 			groups[p.pgrp] = true
+			for _, c := range stats {
+				if c.pgrp == p.pgrp {
+					queue = append(queue, c.pid)
+				}
+			}
+		}
+		if !sessions[p.session] {
 			sessions[p.session] = true
+			for _, c := range stats {
+				if c.session == p.session {
+					queue = append(queue, c.pid)
+				}
+			}
 		}
 	}
-	self := os.Getpid()
-	selfStat := byPid[self]
-	targets := map[int]bool{}
-	for pid := range tree {
-		targets[pid] = true
-	}
-	for _, p := range stats {
-		if (groups[p.pgrp] && p.pgrp != selfStat.pgrp) || (sessions[p.session] && p.session != selfStat.session) {
-			targets[p.pid] = true
-		}
-	}
-	delete(targets, self)
-	for pid := range targets {
+	for _, pid := range order {
 		_ = syscall.Kill(pid, sig)
 	}
-	if len(targets) == 0 {
-		_ = syscall.Kill(root, sig)
+	for _, pid := range order {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
+}
+
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	return parseProcStat(pid, b)
+}
+
+func parseProcStat(pid int, b []byte) (procStat, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
+	session, _ := strconv.Atoi(f[3])
+	return procStat{pid: pid, ppid: ppid, pgrp: pgrp, session: session}, true
 }
 
 // commandLaunch is everything a command task's goroutine needs, copied out
