@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -433,9 +435,9 @@ func taskState(t *task) StateTask {
 		Statuses:    []StateTaskStatus{},
 		User:        taskUser(&t.info),
 		Labels:      labelsOf(t.info.Labels),
-		Discovery:   t.info.Discovery,
-		Container:   t.info.Container,
-		HealthCheck: t.info.HealthCheck,
+		Discovery:   withDefaults(t.info.Discovery),
+		Container:   withDefaults(t.info.Container),
+		HealthCheck: withDefaults(t.info.HealthCheck),
 		Sandbox:     t.sandbox,
 	}
 	if t.fw.unreachable[t.id] == t {
@@ -443,7 +445,7 @@ func taskState(t *task) StateTask {
 	}
 	for _, st := range t.statuses {
 		ts.Statuses = append(ts.Statuses, StateTaskStatus{State: st.State.String(), Timestamp: st.GetTimestamp(),
-			Labels: labelsOf(st.Labels), ContainerStatus: st.ContainerStatus, Healthy: st.Healthy})
+			Labels: labelsOf(st.Labels), ContainerStatus: withDefaults(st.ContainerStatus), Healthy: st.Healthy})
 	}
 	return ts
 }
@@ -504,3 +506,86 @@ func summarize(rs mesos.Resources) StateResources {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// withDefaults returns a copy of a message with every unset optional field
+// that has an explicit default set to it, recursively through the set
+// sub-messages: JSON::Protobuf (3rdparty/stout/include/stout/protobuf.hpp)
+// renders those fields ("interval_seconds": 10 for a health check that
+// does not set it), so the master's JSON has them.
+func withDefaults[T proto.Message](m T) T {
+	if reflect.ValueOf(m).IsNil() {
+		return m
+	}
+	c := proto.Clone(m).(T)
+	fillDefaults(reflect.ValueOf(c).Elem())
+	return c
+}
+
+func fillDefaults(v reflect.Value) {
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf, f := t.Field(i), v.Field(i)
+		tag := sf.Tag.Get("protobuf")
+		if tag == "" {
+			continue
+		}
+		def, hasDef := "", false
+		for _, part := range strings.Split(tag, ",") {
+			if strings.HasPrefix(part, "def=") {
+				def, hasDef = strings.TrimPrefix(part, "def="), true
+			}
+		}
+		switch {
+		case f.Kind() == reflect.Pointer && f.IsNil():
+			if hasDef && sf.Name != "Role" { // Resource.role's default is deprecated: not rendered
+				if val, ok := parseDefault(sf.Type.Elem(), def); ok {
+					p := reflect.New(sf.Type.Elem())
+					p.Elem().Set(val)
+					f.Set(p)
+				}
+			}
+		case f.Kind() == reflect.Pointer && f.Elem().Kind() == reflect.Struct:
+			fillDefaults(f.Elem())
+		case f.Kind() == reflect.Struct:
+			fillDefaults(f)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			for j := 0; j < f.Len(); j++ {
+				fillDefaults(f.Index(j))
+			}
+		}
+	}
+}
+
+func parseDefault(t reflect.Type, def string) (reflect.Value, bool) {
+	v := reflect.New(t).Elem()
+	switch t.Kind() {
+	case reflect.Bool:
+		v.SetBool(def == "1" || def == "true")
+	case reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(def, 10, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetInt(n)
+	case reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(def, 10, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		n, err := strconv.ParseFloat(def, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetFloat(n)
+	case reflect.String:
+		v.SetString(def)
+	default:
+		return v, false
+	}
+	return v, true
+}

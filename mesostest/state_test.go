@@ -117,6 +117,11 @@ func TestStateRendersWhatTheMasterRenders(t *testing.T) {
 	if !strings.Contains(body, "volume-secret-4242") && !strings.Contains(body, "dm9sdW1lLXNlY3JldC00MjQy") {
 		t.Error("the container's secret volume is redacted; Mesos renders it in full")
 	}
+	// JSON::Protobuf renders unset fields that have a default.
+	hc := task["health_check"].(map[string]any)
+	if hc["interval_seconds"] != 10.0 || hc["consecutive_failures"] != 3.0 || hc["delay_seconds"] != 0.05 {
+		t.Errorf("health_check %v, want the defaults filled in", hc)
+	}
 	var states []string
 	for _, st := range task["statuses"].([]any) {
 		m := st.(map[string]any)
