@@ -435,9 +435,9 @@ func taskState(t *task) StateTask {
 		Statuses:    []StateTaskStatus{},
 		User:        taskUser(&t.info),
 		Labels:      labelsOf(t.info.Labels),
-		Discovery:   withDefaults(t.info.Discovery),
-		Container:   withDefaults(t.info.Container),
-		HealthCheck: withDefaults(t.info.HealthCheck),
+		Discovery:   t.rendered.discovery,
+		Container:   t.rendered.container,
+		HealthCheck: t.rendered.healthCheck,
 		Sandbox:     t.sandbox,
 	}
 	if t.fw.unreachable[t.id] == t {
@@ -445,7 +445,7 @@ func taskState(t *task) StateTask {
 	}
 	for _, st := range t.statuses {
 		ts.Statuses = append(ts.Statuses, StateTaskStatus{State: st.State.String(), Timestamp: st.GetTimestamp(),
-			Labels: labelsOf(st.Labels), ContainerStatus: withDefaults(st.ContainerStatus), Healthy: st.Healthy})
+			Labels: labelsOf(st.Labels), ContainerStatus: st.ContainerStatus, Healthy: st.Healthy})
 	}
 	return ts
 }

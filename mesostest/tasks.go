@@ -39,7 +39,14 @@ type task struct {
 	// executorPid is the container's executor process (or a nested
 	// container's process), for container_status.
 	executorPid int
-	released    bool // resources returned to the agent
+	// rendered are the task's messages as /state renders them (defaults
+	// filled in), made once: State() returns the same values every time.
+	rendered struct {
+		discovery   *mesos.DiscoveryInfo
+		container   *mesos.ContainerInfo
+		healthCheck *mesos.HealthCheck
+	}
+	released bool // resources returned to the agent
 
 	// pending holds updates that need an acknowledgement, oldest first; the
 	// head is in flight and retried with backoff until acknowledged.
@@ -120,6 +127,9 @@ func (s *Server) launchTaskLocked(fw *framework, a *agent, info mesos.TaskInfo, 
 		// A new container (and run directory) for every launch.
 		containerID: newContainerID(),
 	}
+	t.rendered.discovery = withDefaults(info.Discovery)
+	t.rendered.container = withDefaults(info.Container)
+	t.rendered.healthCheck = withDefaults(info.HealthCheck)
 	if group != nil {
 		t.executorID = group.executorID
 		group.tasks = append(group.tasks, t)
@@ -312,6 +322,8 @@ func (s *Server) recordStatusLocked(t *task, status mesos.TaskStatus) {
 // replaces it, its data is dropped.
 func masterReceivedLocked(t *task, status mesos.TaskStatus) {
 	status.Data = nil
+	// Kept as /state renders it (JSON::Protobuf fills in defaults).
+	status.ContainerStatus = withDefaults(status.ContainerStatus)
 	if n := len(t.statuses); n > 0 && t.statuses[n-1].GetState() == status.GetState() {
 		t.statuses[n-1] = status
 		return
