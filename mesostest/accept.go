@@ -3,8 +3,6 @@ package mesostest
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"unicode"
 
 	"github.com/gogo/protobuf/proto"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -142,7 +140,14 @@ func (s *Server) applyLaunchLocked(fw *framework, a *agent, role string, launch 
 	}
 	for i := range launch.TaskInfos {
 		info := *proto.Clone(&launch.TaskInfos[i]).(*mesos.TaskInfo)
-		rs, err := s.validateTaskLocked(fw, a, role, &info, *available)
+		// The master fills in what older schedulers leave out
+		// (Master::accept): the executor's framework ID and the type of
+		// an untyped health check.
+		if info.Executor != nil && info.Executor.FrameworkID == nil {
+			info.Executor.FrameworkID = &mesos.FrameworkID{Value: fw.id}
+		}
+		adaptHealthCheckType(info.HealthCheck)
+		rs, err := s.validateLaunchTaskLocked(fw, a, role, &info, *available)
 		if err != nil {
 			s.masterUpdateLocked(fw, &info, a.id, mesos.TASK_ERROR, mesos.REASON_TASK_INVALID, err.Error())
 			continue
@@ -153,183 +158,145 @@ func (s *Server) applyLaunchLocked(fw *framework, a *agent, role string, launch 
 	}
 }
 
-func (s *Server) applyLaunchGroupLocked(fw *framework, a *agent, role string, lg *mesos.Offer_Operation_LaunchGroup, available *mesos.Resources) {
-	if lg == nil {
-		return
+// validateLaunchTaskLocked is validation::task::validate for a LAUNCH
+// task; it returns the task's resources (with its custom executor's, when
+// that executor is not running yet) as the master accounts them.
+func (s *Server) validateLaunchTaskLocked(fw *framework, a *agent, role string, info *mesos.TaskInfo, available mesos.Resources) (mesos.Resources, error) {
+	if err := s.validateTaskFields(fw, a, info); err != nil {
+		return nil, err
 	}
-	fail := func(err error) {
-		for i := range lg.TaskGroup.Tasks {
-			s.masterUpdateLocked(fw, &lg.TaskGroup.Tasks[i], a.id, mesos.TASK_ERROR, mesos.REASON_TASK_GROUP_INVALID, err.Error())
+	if (info.Command == nil) == (info.Executor == nil) {
+		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
+	}
+	rs, err := prepareResources(info.Resources, role)
+	if err != nil {
+		return nil, fmt.Errorf("Task uses invalid resources: %v", err)
+	}
+	if e := info.Executor; e != nil {
+		if err := s.validateExecutorInfo(fw, a, e); err != nil {
+			return nil, err
+		}
+		if e.Type != mesos.ExecutorInfo_UNKNOWN && e.Type != mesos.ExecutorInfo_CUSTOM {
+			return nil, errors.New("'ExecutorInfo.type' must be 'CUSTOM'")
+		}
+		if e.Command == nil {
+			return nil, errors.New("'ExecutorInfo.command' must be set")
+		}
+		if s.runningExecutorLocked(fw, a, e.ExecutorID.Value) == nil {
+			ers, err := prepareResources(e.Resources, role)
+			if err != nil {
+				return nil, fmt.Errorf("Executor uses invalid resources: %v", err)
+			}
+			rs.Add(ers...)
 		}
 	}
-	exec := lg.Executor
-	if exec.Type != mesos.ExecutorInfo_DEFAULT {
-		fail(errors.New("'ExecutorInfo.type' must be 'DEFAULT'"))
+	if info.Container != nil && info.Container.LinuxInfo != nil && info.Container.LinuxInfo.ShareCgroups != nil &&
+		!info.Container.LinuxInfo.GetShareCgroups() {
+		return nil, errors.New("Only tasks in a task group may have 'share_cgroups' set to 'false'")
+	}
+	if !contains(available, rs) {
+		return nil, fmt.Errorf("Total resources %s required by task and its executor is more than available %s", rs.String(), available.String())
+	}
+	return rs, nil
+}
+
+func (s *Server) applyLaunchGroupLocked(fw *framework, a *agent, role string, lg *mesos.Offer_Operation_LaunchGroup, available *mesos.Resources) {
+	if lg == nil || len(lg.TaskGroup.Tasks) == 0 {
+		return // no task to launch, nor to report an error for
+	}
+	infos := make([]mesos.TaskInfo, len(lg.TaskGroup.Tasks))
+	for i := range lg.TaskGroup.Tasks {
+		infos[i] = *proto.Clone(&lg.TaskGroup.Tasks[i]).(*mesos.TaskInfo)
+	}
+	fail := func(err error) {
+		for i := range infos {
+			s.masterUpdateLocked(fw, &infos[i], a.id, mesos.TASK_ERROR, mesos.REASON_TASK_GROUP_INVALID, err.Error())
+		}
+	}
+	exec := *proto.Clone(&lg.Executor).(*mesos.ExecutorInfo)
+	ids := map[string]bool{}
+	for i := range infos {
+		info := &infos[i]
+		adaptHealthCheckType(info.HealthCheck)
+		if err := s.validateGroupTaskLocked(fw, a, info); err != nil {
+			fail(groupTaskError(info, err))
+			return
+		}
+		if ids[info.TaskID.Value] {
+			fail(groupTaskError(info, fmt.Errorf("Task has duplicate ID: %s", info.TaskID.Value)))
+			return
+		}
+		ids[info.TaskID.Value] = true
+	}
+	if err := s.validateGroupExecutor(fw, a, &exec, infos); err != nil {
+		fail(err)
 		return
 	}
-	if err := validateID(exec.ExecutorID.Value); err != nil {
-		fail(fmt.Errorf("'ExecutorInfo.executor_id' is invalid: %v", err))
-		return
-	}
-	if len(lg.TaskGroup.Tasks) == 0 {
-		fail(errors.New("Task group cannot be empty"))
-		return
-	}
-	// Reuse a running executor of the same ID (its resources are already
-	// accounted for); otherwise the executor's resources come from the offer.
+	// A running executor of the same ID takes the new tasks (its
+	// resources are already accounted for); otherwise the executor's
+	// resources come from the offer too.
 	var group *taskGroup
 	for t := range a.tasks {
 		if t.fw == fw && t.group != nil && t.group.executorID == exec.ExecutorID.Value && !t.group.released {
 			group = t.group
 		}
 	}
-	remaining := cloneResources(*available)
-	var execResources mesos.Resources
+	var total, execResources mesos.Resources
 	if group == nil {
-		if len(exec.Resources) == 0 {
-			fail(errors.New("Executor has no resources"))
-			return
-		}
 		rs, err := prepareResources(exec.Resources, role)
 		if err != nil {
-			fail(err)
+			fail(fmt.Errorf("Executor uses invalid resources: %v", err))
 			return
 		}
-		if !contains(remaining, rs) {
-			fail(fmt.Errorf("Executor uses more resources (%s) than available (%s)", rs.String(), remaining.String()))
-			return
-		}
-		remaining.Subtract(rs...)
 		execResources = rs
+		total.Add(rs...)
 	}
-	infos := make([]mesos.TaskInfo, len(lg.TaskGroup.Tasks))
-	ids := map[string]bool{}
-	for i := range lg.TaskGroup.Tasks {
-		info := *proto.Clone(&lg.TaskGroup.Tasks[i]).(*mesos.TaskInfo)
-		if info.Executor != nil {
-			fail(fmt.Errorf("Task '%s' should not have 'ExecutorInfo' set", info.TaskID.Value))
-			return
-		}
-		if ids[info.TaskID.Value] {
-			fail(fmt.Errorf("Task group has duplicate task ID: %s", info.TaskID.Value))
-			return
-		}
-		ids[info.TaskID.Value] = true
-		rs, err := s.validateTaskLocked(fw, a, role, &info, remaining)
+	taskResources := make([]mesos.Resources, len(infos))
+	for i := range infos {
+		rs, err := prepareResources(infos[i].Resources, role)
 		if err != nil {
-			fail(err)
+			fail(groupTaskError(&infos[i], fmt.Errorf("Task uses invalid resources: %v", err)))
 			return
 		}
-		remaining.Subtract(rs...)
-		info.Resources = rs
-		infos[i] = info
+		taskResources[i] = rs
+		total.Add(rs...)
 	}
-	*available = remaining
+	if !contains(*available, total) {
+		fail(fmt.Errorf("Total resources %s required by task group and its executor are more than available %s",
+			total.String(), available.String()))
+		return
+	}
+	available.Subtract(total...)
 	if group == nil {
-		group = &taskGroup{executorID: exec.ExecutorID.Value, resources: execResources}
+		group = &taskGroup{executorID: exec.ExecutorID.Value, info: exec, resources: execResources, containerID: newContainerID()}
 	}
-	for _, info := range infos {
-		s.launchTaskLocked(fw, a, info, role, group)
+	for i := range infos {
+		// The master records the executor in each task of the group.
+		if infos[i].Executor == nil {
+			infos[i].Executor = proto.Clone(&exec).(*mesos.ExecutorInfo)
+		}
+		infos[i].Resources = taskResources[i]
+		s.launchTaskLocked(fw, a, infos[i], role, group)
 	}
 }
 
-// validateTaskLocked mirrors validation::task::validate; it returns the
-// task's resources as the master accounts them.
-func (s *Server) validateTaskLocked(fw *framework, a *agent, role string, info *mesos.TaskInfo, available mesos.Resources) (mesos.Resources, error) {
-	if err := validateID(info.TaskID.Value); err != nil {
-		return nil, fmt.Errorf("Task ID '%s' is invalid: %v", info.TaskID.Value, err)
+// validateGroupTaskLocked is validation::task::group::internal::validateTask
+// (the executor is the group's, injected by the master).
+func (s *Server) validateGroupTaskLocked(fw *framework, a *agent, info *mesos.TaskInfo) error {
+	if err := s.validateTaskFields(fw, a, info); err != nil {
+		return err
 	}
-	if fw.tasks[info.TaskID.Value] != nil || fw.unreachable[info.TaskID.Value] != nil {
-		return nil, fmt.Errorf("Task has duplicate ID: %s", info.TaskID.Value)
-	}
-	if info.AgentID.Value != a.id {
-		return nil, fmt.Errorf("Task uses invalid agent: %s", info.AgentID.Value)
-	}
-	if (info.Command == nil) == (info.Executor == nil) {
-		return nil, errors.New("Task should have at least one (but not both) of CommandInfo or ExecutorInfo present")
-	}
-	if info.Command != nil {
-		if err := validateCommand(info.Command); err != nil {
-			return nil, fmt.Errorf("Task's command is invalid: %v", err)
+	if c := info.Container; c != nil {
+		if len(c.NetworkInfos) > 0 && info.HealthCheck != nil &&
+			(info.HealthCheck.Type == mesos.HealthCheck_HTTP || info.HealthCheck.Type == mesos.HealthCheck_TCP) {
+			return errors.New("HTTP and TCP health checks are not supported for nested containers not joining parent's network")
 		}
-	}
-	if kp := info.KillPolicy; kp != nil && kp.GracePeriod != nil && kp.GracePeriod.Nanoseconds < 0 {
-		return nil, errors.New("Task's 'kill_policy.grace_period' must be non-negative")
-	}
-	if hc := info.HealthCheck; hc != nil {
-		if err := validateHealthCheck(hc); err != nil {
-			return nil, fmt.Errorf("Task's health check is invalid: %v", err)
-		}
-	}
-	if len(info.Resources) == 0 {
-		return nil, errors.New("Task uses no resources")
-	}
-	rs, err := prepareResources(info.Resources, role)
-	if err != nil {
-		return nil, fmt.Errorf("Task uses invalid resources: %v", err)
-	}
-	if info.Executor != nil {
-		ers, err := prepareResources(info.Executor.Resources, role)
-		if err != nil {
-			return nil, fmt.Errorf("Executor uses invalid resources: %v", err)
-		}
-		rs.Add(ers...)
-	}
-	if !contains(available, rs) {
-		return nil, fmt.Errorf("Task uses more resources %s than available %s", rs.String(), available.String())
-	}
-	return rs, nil
-}
-
-func validateCommand(c *mesos.CommandInfo) error {
-	if c.Value == nil {
-		return errors.New("'CommandInfo.value' must be set")
-	}
-	if env := c.Environment; env != nil {
-		for _, v := range env.Variables {
-			switch v.GetType() {
-			case mesos.Environment_Variable_SECRET:
-				if v.Secret == nil {
-					return fmt.Errorf("Environment variable '%s' of type 'SECRET' must have a secret set", v.Name)
-				}
-				if v.Value != nil {
-					return fmt.Errorf("Environment variable '%s' of type 'SECRET' must not have a value set", v.Name)
-				}
-			default:
-				if v.Value == nil {
-					return fmt.Errorf("Environment variable '%s' of type 'VALUE' must have a value set", v.Name)
-				}
-				if v.Secret != nil {
-					return fmt.Errorf("Environment variable '%s' of type 'VALUE' must not have a secret set", v.Name)
-				}
-			}
+		if c.GetType() == mesos.ContainerInfo_DOCKER {
+			return errors.New("Docker ContainerInfo is not supported on the task")
 		}
 	}
 	return nil
 }
-
-// validateID mirrors common::validation::validateID.
-func validateID(id string) error {
-	if id == "" {
-		return errors.New("ID must not be empty")
-	}
-	if len(id) > 255 {
-		return errors.New("ID must not be greater than 255 characters")
-	}
-	if id == "." || id == ".." {
-		return errors.New("'.' and '..' are reserved")
-	}
-	if strings.ContainsAny(id, "/\\") {
-		return errors.New("'/' and '\\' are not allowed")
-	}
-	for _, r := range id {
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return errors.New("ID must only contain printable characters")
-		}
-	}
-	return nil
-}
-
 func (s *Server) applyReserveLocked(fw *framework, a *agent, role string, op *mesos.Offer_Operation_Reserve, available *mesos.Resources) error {
 	if op == nil || len(op.Resources) == 0 {
 		return errors.New("Invalid RESERVE Operation: no resources")
@@ -429,7 +396,9 @@ func (s *Server) applyCreateLocked(fw *framework, a *agent, role string, op *mes
 	a.total.Subtract(unallocated(plain)...)
 	a.total.Add(unallocated(volumes)...)
 	for _, v := range volumes {
-		s.log.Info("persistent volume created", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
+		s.createVolumeDir(v.GetRole(), v.Disk.Persistence.ID)
+		s.log.Info("persistent volume created", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID,
+			"path", s.persistentVolumePath(v.GetRole(), v.Disk.Persistence.ID))
 	}
 	return nil
 }
@@ -457,7 +426,7 @@ func (s *Server) applyDestroyLocked(a *agent, role string, op *mesos.Offer_Opera
 	a.total.Subtract(unallocated(volumes)...)
 	a.total.Add(unallocated(plain)...)
 	for _, v := range volumes {
-		s.removeVolumeDir(a, v.GetRole(), v.Disk.Persistence.ID)
+		s.removeVolumeDir(v.GetRole(), v.Disk.Persistence.ID)
 		s.log.Info("persistent volume destroyed", "agent", a.hostname, "role", v.GetRole(), "persistenceID", v.Disk.Persistence.ID)
 	}
 	return nil

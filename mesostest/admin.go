@@ -15,6 +15,7 @@ import (
 var adminEndpoints = map[string]string{
 	"POST /admin/fail-task":       "task, state (e.g. TASK_FAILED, TASK_KILLED), reason (e.g. REASON_CONTAINER_LIMITATION_MEMORY), message",
 	"POST /admin/set-health":      "task, healthy (true|false)",
+	"POST /admin/ignore-sigterm":  "task, ignore (true|false, default true): the task dies only by SIGKILL at the end of its kill grace period",
 	"POST /admin/lose-agent":      "hostname",
 	"POST /admin/restore-agent":   "hostname",
 	"POST /admin/add-agent":       "hostname, cpus, mem, disk, ports (e.g. 31000-32000), run_processes (true|false)",
@@ -24,7 +25,8 @@ var adminEndpoints = map[string]string{
 	"POST /admin/reject-calls":    "status (HTTP status, 0 to stop)",
 	"POST /admin/unavailable":     "value (true: no leader, 503; false: leader back)",
 	"POST /admin/add-master":      "(none) starts a standby master and returns its URL",
-	"POST /admin/failover":        "url (optional: default the next master, added if there is none)",
+	"POST /admin/failover":        "url (optional: default the next master, added if there is none); the new leader recovers as a restarted master",
+	"POST /admin/restart-master":  "(none) the leader restarts: streams end, frameworks are forgotten, agents reregister after the configured delay",
 }
 
 // AdminHandler serves the fault injection endpoints over HTTP, for the
@@ -74,6 +76,16 @@ func (s *Server) AdminHandler() http.Handler {
 			return nil, fmt.Errorf("healthy: %v", err)
 		}
 		return nil, s.SetTaskHealth(r.Form.Get("task"), healthy)
+	})
+	post("/admin/ignore-sigterm", func(r *http.Request) (any, error) {
+		ignore := true
+		if v := r.Form.Get("ignore"); v != "" {
+			var err error
+			if ignore, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("ignore: %v", err)
+			}
+		}
+		return nil, s.IgnoreSIGTERM(r.Form.Get("task"), ignore)
 	})
 	post("/admin/lose-agent", func(r *http.Request) (any, error) { return nil, s.LoseAgent(r.Form.Get("hostname")) })
 	post("/admin/restore-agent", func(r *http.Request) (any, error) { return nil, s.RestoreAgent(r.Form.Get("hostname")) })
@@ -134,6 +146,7 @@ func (s *Server) AdminHandler() http.Handler {
 		s.SetUnavailable(v)
 		return nil, nil
 	})
+	post("/admin/restart-master", func(r *http.Request) (any, error) { return nil, s.RestartMaster() })
 	post("/admin/add-master", func(r *http.Request) (any, error) {
 		return map[string]string{"url": s.AddMaster()}, nil
 	})

@@ -28,6 +28,12 @@ type AgentConfig struct {
 	// RunProcesses makes plain command tasks (no container) run for real as
 	// local processes in a sandbox directory; otherwise they are simulated.
 	RunProcesses bool
+	// ExecutorEnvironment is the agent's --executor_environment_variables:
+	// the variables every executor, and so every task, starts with.
+	// Executors do not inherit the agent's own environment (Mesos sets only
+	// LIBPROCESS_IP from it, and PATH defaults to
+	// /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+	ExecutorEnvironment map[string]string
 }
 
 // agent is an emulated Mesos agent.
@@ -50,6 +56,12 @@ type agent struct {
 
 	reachable        bool
 	unreachableSince time.Time
+	// recovered: a restarted master knows the agent from its registry but
+	// the agent has not reregistered yet (its tasks are unknown to the
+	// master meanwhile); reregistered is when it last did.
+	recovered       bool
+	reregistered    time.Time
+	reregisterTimer *time.Timer
 }
 
 // AddAgent registers a new agent and returns its agent ID. Its resources are
@@ -71,7 +83,7 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 		cfg.Ports = []PortRange{{31000, 32000}}
 	}
 	a := &agent{
-		id:         fmt.Sprintf("%s-S%d", s.masterID, n-1),
+		id:         fmt.Sprintf("%s-S%d", s.masterID, s.nextAgentID),
 		hostname:   cfg.Hostname,
 		cfg:        cfg,
 		registered: time.Now(),
@@ -79,6 +91,7 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 		tasks:      map[*task]struct{}{},
 		reachable:  true,
 	}
+	s.nextAgentID++
 	a.url = agentURL(a.hostname)
 	a.total = agentResources(cfg)
 	a.free = cloneResources(a.total)
@@ -102,6 +115,11 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 	s.triggerAllocation()
 	return a.id
 }
+
+// registeredWithMaster tells whether the master knows the agent as
+// registered: reachable and not waiting to reregister after a master
+// restart. Only then does it get offers, forward updates and show tasks.
+func (a *agent) registeredWithMaster() bool { return a.reachable && !a.recovered }
 
 func agentResources(cfg AgentConfig) mesos.Resources {
 	star := "*"

@@ -98,7 +98,7 @@ func (s *Server) allocateLocked(now time.Time) {
 	made := map[*framework][]mesos.Offer{}
 	var order []*framework
 	for _, a := range s.agentOrder {
-		if !a.reachable || len(a.free) == 0 {
+		if !a.registeredWithMaster() || len(a.free) == 0 {
 			continue
 		}
 		for _, c := range candidates {
@@ -141,7 +141,7 @@ func (s *Server) allocationCandidatesLocked() []allocationCandidate {
 	var totalCPUs, totalMem float64
 	if compete {
 		for _, a := range s.agentOrder {
-			if a.reachable {
+			if a.registeredWithMaster() {
 				totalCPUs += a.cfg.CPUs
 				totalMem += a.cfg.MemMiB
 			}

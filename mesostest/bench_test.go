@@ -35,7 +35,7 @@ func benchCluster(b *testing.B) (*Server, *framework, *stream) {
 	for _, a := range s.agentOrder {
 		for j := 0; j < benchTasksPerAgent; j++ {
 			info := commandTask(fmt.Sprintf("%s-task-%d", a.hostname, j), a.id, "sleep 3600", 1, 2048)
-			rs, err := s.validateTaskLocked(fw, a, "*", &info, allocated(a.free, "*"))
+			rs, err := s.validateLaunchTaskLocked(fw, a, "*", &info, allocated(a.free, "*"))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -27,11 +27,12 @@ func TestRemainingCalls(t *testing.T) {
 			agentID := o.AgentID
 
 			exec := mesos.ExecutorInfo{
-				Type:       mesos.ExecutorInfo_DEFAULT,
-				ExecutorID: mesos.ExecutorID{Value: "pod-0"},
-				Resources:  []mesos.Resource{scalarResource("cpus", 0.1), scalarResource("mem", 32)},
+				Type:        mesos.ExecutorInfo_DEFAULT,
+				ExecutorID:  mesos.ExecutorID{Value: "pod-0"},
+				FrameworkID: &mesos.FrameworkID{Value: c.frameworkID},
+				Resources:   []mesos.Resource{scalarResource("cpus", 0.1), scalarResource("mem", 32), scalarResource("disk", 32)},
 			}
-			group := []mesos.TaskInfo{dockerTask("etcd-0", agentID.Value), dockerTask("proxy-0", agentID.Value)}
+			group := []mesos.TaskInfo{commandTask("etcd-0", agentID.Value, "etcd", 1, 256), commandTask("proxy-0", agentID.Value, "proxy", 1, 256)}
 			c.mustCall(&scheduler.Call{Type: scheduler.Call_ACCEPT, Accept: &scheduler.Call_Accept{
 				OfferIDs: []mesos.OfferID{o.ID},
 				Operations: []mesos.Offer_Operation{{Type: mesos.Offer_Operation_LAUNCH_GROUP,

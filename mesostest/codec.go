@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,11 @@ func decodeCall(contentType string, body []byte) (*scheduler.Call, error) {
 		if !strings.HasPrefix(trimmed, "{") {
 			return nil, errors.New("Failed to parse body into JSON: expecting a JSON object")
 		}
-		if err := json.Unmarshal(body, &call); err != nil {
+		strict, err := normalizeProtoJSON(body, reflect.TypeOf(call))
+		if err != nil {
+			return nil, fmt.Errorf("Failed to convert JSON into Call protobuf: %v", err)
+		}
+		if err := json.Unmarshal(strict, &call); err != nil {
 			return nil, fmt.Errorf("Failed to convert JSON into Call protobuf: %v", err)
 		}
 		// JSON has no notion of required fields in encoding/json; a protobuf
@@ -63,7 +68,7 @@ func decodeCall(contentType string, body []byte) (*scheduler.Call, error) {
 		// Required strings that mesos-go keeps as plain (non-pointer) fields
 		// survive the round trip even when absent; check the ones every
 		// scheduler must send.
-		if err := requireFrameworkInfoFields(body, &call); err != nil {
+		if err := requireFrameworkInfoFields(strict, &call); err != nil {
 			return nil, fmt.Errorf("Failed to convert JSON into Call protobuf: %v", err)
 		}
 	default:

@@ -158,17 +158,21 @@ func TestAgentLoss(t *testing.T) {
 			if err := s.RestoreAgent("127.0.0.1"); err != nil {
 				t.Fatal(err)
 			}
+			// Master::__reregisterSlave readmits every task (non-partition-
+			// aware ones too, since Mesos 1.5) and tells its framework.
+			back := c.next(2*time.Second, func(e *scheduler.Event) bool {
+				return e.Type == scheduler.Event_UPDATE && e.Update.Status.GetReason() == mesos.REASON_AGENT_REREGISTERED
+			}).Update.Status
+			if back.GetState() != mesos.TASK_RUNNING || back.GetMessage() != "Unreachable agent re-reregistered" || back.GetSource() != mesos.SOURCE_MASTER {
+				t.Fatalf("reregistration update %+v", back)
+			}
 			c.mustCall(&scheduler.Call{Type: scheduler.Call_RECONCILE, Reconcile: &scheduler.Call_Reconcile{
 				Tasks: []scheduler.Call_Reconcile_Task{{TaskID: mesos.TaskID{Value: "t1"}, AgentID: &agentID}}}})
 			rec = c.next(2*time.Second, func(e *scheduler.Event) bool {
 				return e.Type == scheduler.Event_UPDATE && e.Update.Status.GetReason() == mesos.REASON_RECONCILIATION
 			}).Update.Status
-			want := mesos.TASK_RUNNING
-			if tc.caps == nil {
-				want = mesos.TASK_LOST // killed on reregistration, unknown to the agent
-			}
-			if rec.GetState() != want {
-				t.Fatalf("after restore reconciled %s, want %s", rec.GetState(), want)
+			if rec.GetState() != mesos.TASK_RUNNING {
+				t.Fatalf("after restore reconciled %s, want TASK_RUNNING", rec.GetState())
 			}
 		})
 	}
@@ -212,13 +216,13 @@ func TestMasterFailoverRaw(t *testing.T) {
 	if rr.StatusCode != http.StatusTemporaryRedirect || rr.Header.Get("Location") != "//"+strings.TrimPrefix(standby, "http://") {
 		t.Fatalf("/redirect: %d %q", rr.StatusCode, rr.Header.Get("Location"))
 	}
-	// Non-leaders serve an empty /state pointing at the leader.
-	resp, err := http.Get(s.URL() + "/state")
+	// Non-leaders redirect /state to the leader, as Master::Http::state does.
+	rs, err := rc.Get(s.URL() + "/state")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/state on non-leader: %d", resp.StatusCode)
+	rs.Body.Close()
+	if rs.StatusCode != http.StatusTemporaryRedirect || rs.Header.Get("Location") != "//"+strings.TrimPrefix(standby, "http://")+"/state" {
+		t.Fatalf("/state on non-leader: %d %q", rs.StatusCode, rs.Header.Get("Location"))
 	}
 }

@@ -36,7 +36,7 @@ func (s *Server) FailTask(taskID string, state mesos.TaskState, reason mesos.Tas
 	}
 	s.log.Info("fault injection: task state forced", "taskID", taskID, "state", state.String(), "reason", reason.String())
 	if isTerminal(state) && t.proc != nil {
-		t.proc.terminate(0)
+		t.proc.destroy()
 	}
 	r := reason
 	s.updateTaskLocked(t, state, &r, message, mesos.SOURCE_EXECUTOR)
@@ -62,9 +62,12 @@ func (s *Server) SetTaskHealth(taskID string, healthy bool) error {
 }
 
 // LoseAgent marks an agent unreachable, as the master does when an agent
-// stops answering health checks: its offers are rescinded and its tasks
-// reported TASK_UNREACHABLE to partition-aware frameworks (TASK_LOST to the
-// others). Processes keep running, as on a partitioned machine.
+// stops answering health checks (Master::markUnreachable): its offers are
+// rescinded and the tasks the master knows of it reported TASK_UNREACHABLE
+// to partition-aware frameworks (kept as unreachable tasks), TASK_LOST to
+// the others (which the master forgets). Processes keep running, as on a
+// partitioned machine. An agent still to reregister after a master restart
+// is marked unreachable without any update (the master knows no task of it).
 func (s *Server) LoseAgent(hostname string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -76,40 +79,53 @@ func (s *Server) LoseAgent(hostname string) error {
 		return nil
 	}
 	s.log.Info("fault injection: agent unreachable", "agentID", a.id, "hostname", hostname)
-	a.reachable = false
+	wasRegistered := a.registeredWithMaster()
+	s.stopTimerLocked(a.reregisterTimer)
+	a.reregisterTimer = nil
+	a.reachable, a.recovered = false, false
 	a.unreachableSince = time.Now()
 	for _, o := range a.offers {
 		s.removeOfferLocked(o, true)
 	}
+	if !wasRegistered {
+		return nil
+	}
 	message := fmt.Sprintf("Agent %s (%s) is unreachable", a.id, a.hostname)
 	unreachableTime := &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
 	for _, t := range tasksOf(a) {
-		if t.removed || t.terminal() {
+		fw := t.fw
+		if t.removed || t.terminal() || fw.tasks[t.id] != t {
 			continue
 		}
-		fw := t.fw
 		status := s.masterStatus(fw, mesos.TaskID{Value: t.id}, mesos.TASK_UNREACHABLE, mesos.REASON_AGENT_REMOVED, message)
 		status.AgentID = &mesos.AgentID{Value: a.id}
 		status.ExecutorID = &mesos.ExecutorID{Value: t.executorID}
 		status.UnreachableTime = unreachableTime
 		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
 		delete(fw.tasks, t.id)
+		// Master::__removeSlave records the update in the task's statuses.
 		if fw.partitionAware {
+			masterReceivedLocked(t, status)
 			fw.unreachable[t.id] = t
 		} else {
-			// The master forgets the task; the agent will be told to kill it
-			// if it ever comes back.
-			t.statuses = append(t.statuses, status)
-			s.appendCompletedLocked(fw, t)
+			// The master forgets the task (what /state shows of it is a
+			// snapshot in TASK_LOST); the agent keeps running it.
+			lost := *t
+			lost.state = mesos.TASK_LOST
+			lost.statuses = append([]mesos.TaskStatus(nil), t.statuses...)
+			masterReceivedLocked(&lost, status)
+			lost.removed = true
+			s.appendCompletedLocked(fw, &lost)
 		}
 	}
 	return nil
 }
 
-// RestoreAgent brings an unreachable agent back (it reregisters). Tasks of
-// partition-aware frameworks are known again with their current state and
-// pending updates are resent; tasks of other frameworks, already reported
-// LOST, are killed, as the master does on reregistration.
+// RestoreAgent makes an agent reregister now: an unreachable one comes back
+// with its tasks (all of them, partition-aware or not, as Mesos 1.5+
+// readmits them; each one's framework gets an update of its current state,
+// "Unreachable agent re-reregistered"); one still to reregister after a
+// master restart does it without further delay.
 func (s *Server) RestoreAgent(hostname string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -117,45 +133,11 @@ func (s *Server) RestoreAgent(hostname string) error {
 	if a == nil {
 		return fmt.Errorf("no agent with hostname %q", hostname)
 	}
-	if a.reachable {
+	if a.registeredWithMaster() {
 		return nil
 	}
-	s.log.Info("fault injection: agent reregistered", "agentID", a.id, "hostname", hostname)
-	a.reachable = true
-	// Tasks of partition-aware frameworks are known again, whatever state
-	// they reached meanwhile; their pending updates go out now.
-	for _, fw := range s.frameworks {
-		for _, t := range sortedTasks(fw.unreachable) {
-			if t.agent == a {
-				delete(fw.unreachable, t.id)
-				fw.tasks[t.id] = t
-				s.resendPendingUpdateLocked(t)
-			}
-		}
-	}
-	// The others were reported TASK_LOST: the master has the agent kill them.
-	for _, t := range tasksOf(a) {
-		if t.removed || t.fw.tasks[t.id] == t {
-			continue
-		}
-		t.removed = true
-		if t.proc != nil {
-			t.proc.terminate(s.killGrace(t))
-		}
-		if t.health != nil {
-			t.health.stop()
-			t.health = nil
-		}
-		s.stopTimerLocked(t.retryTimer)
-		s.stopTimerLocked(t.stateTimer)
-		t.pending = nil
-		if !t.released {
-			t.released = true
-			a.free.Add(unallocated(t.resources)...)
-		}
-		delete(a.tasks, t)
-	}
-	s.triggerAllocation()
+	s.log.Info("fault injection: agent reregisters", "agentID", a.id, "hostname", hostname)
+	s.reregisterAgentLocked(a)
 	return nil
 }
 
@@ -256,19 +238,21 @@ func (s *Server) MasterURLs() []string {
 	return out
 }
 
-// FailoverTo makes the master at url the leader. Every subscription is
-// closed (the old leader's connections die with it); frameworks must
-// resubscribe to the new leader with their framework ID, within their
-// failover timeout, and find their tasks as they left them.
+// FailoverTo makes the master at url the leader. The old leader's
+// connections die with it; the new leader recovers from the registry as a
+// restarted master does (see RestartMaster): it knows the agents, which
+// reregister after Options.AgentReregistrationDelay, and learns the
+// frameworks again from them and from schedulers that resubscribe with
+// their framework ID (within their failover timeout for it to matter).
 func (s *Server) FailoverTo(url string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.masters {
 		if m.url == url {
 			s.log.Info("fault injection: master failover", "newLeader", url)
-			s.disconnectAllLocked("master failover")
 			s.leader = m
 			s.noLeader = false
+			s.recoverLocked("master failover")
 			return nil
 		}
 	}

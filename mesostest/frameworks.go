@@ -34,6 +34,10 @@ type framework struct {
 	unreachable map[string]*task // tasks on unreachable agents
 	completed   []*task          // bounded history, oldest first
 
+	// registered: the (current) master knows the framework; after a master
+	// restart it does once the scheduler resubscribes or an agent running
+	// its tasks reregisters.
+	registered       bool
 	registeredTime   time.Time
 	reregisteredTime time.Time
 	unregisteredTime time.Time
@@ -178,9 +182,16 @@ func (s *Server) subscribeLocked(sub *scheduler.Call_Subscribe, principal string
 			unreachable:    map[string]*task{},
 			registeredTime: now,
 		}
+		fw.registered = true
 		s.frameworks[fw.id] = fw
 		s.log.Info("framework subscribed", "frameworkID", fw.id, "name", info.Name, "roles", roles)
 	} else {
+		if !fw.registered {
+			// Unknown to this master (it restarted or took over): admitted
+			// again with its ID, its tasks where its agents reregistered.
+			fw.registered = true
+			fw.registeredTime = now
+		}
 		fw.reregisteredTime = now
 		s.stopTimerLocked(fw.failoverTimer)
 		fw.failoverTimer = nil
@@ -291,7 +302,7 @@ func (s *Server) masterInfoLocked() *mesos.MasterInfo {
 }
 
 // emulatedMesosVersion is the Mesos release whose behaviour is emulated.
-const emulatedMesosVersion = "1.11.0"
+const emulatedMesosVersion = "1.12.0"
 
 func containsString(list []string, s string) bool {
 	for _, x := range list {

@@ -1,13 +1,14 @@
 package mesostest
 
 import (
+	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +34,9 @@ func (h *healthChecker) stop() {
 	}
 }
 
-// healthParams are a HealthCheck's timing fields with Mesos' defaults.
+// healthParams are a HealthCheck's timing fields with Mesos' defaults
+// (mesos.proto: delay 15 s, interval 10 s, timeout 20 s, grace 10 s, 3
+// consecutive failures).
 type healthParams struct {
 	delay, interval, timeout, grace time.Duration
 	consecutiveFailures             uint32
@@ -50,44 +53,64 @@ func paramsOf(hc *mesos.HealthCheck) healthParams {
 	}
 }
 
-// validateHealthCheck mirrors the checks of common/validation for
-// HealthCheck: the type matches the filled-in field, durations are not
-// negative, HTTP paths are absolute.
+// validateHealthCheck mirrors common::validation::validateHealthCheck
+// (src/common/validation.cpp), in its order.
 func validateHealthCheck(hc *mesos.HealthCheck) error {
-	for name, v := range map[string]float64{
-		"delay_seconds": hc.GetDelaySeconds(), "interval_seconds": hc.GetIntervalSeconds(),
-		"timeout_seconds": hc.GetTimeoutSeconds(), "grace_period_seconds": hc.GetGracePeriodSeconds(),
-	} {
-		if v < 0 {
-			return fmt.Errorf("Expecting '%s' to be non-negative", name)
-		}
-	}
 	switch hc.Type {
 	case mesos.HealthCheck_COMMAND:
 		if hc.Command == nil {
 			return errors.New("Expecting 'command' to be set for COMMAND health check")
 		}
 		if hc.Command.Value == nil {
-			return errors.New("Command health check must contain 'shell command'")
+			kind := "'executable path'"
+			if hc.Command.GetShell() {
+				kind = "'shell command'"
+			}
+			return errors.New("Command health check must contain " + kind)
+		}
+		if err := validateCommandInfo(hc.Command); err != nil {
+			return fmt.Errorf("Health check's `CommandInfo` is invalid: %v", err)
 		}
 	case mesos.HealthCheck_HTTP:
 		if hc.HTTP == nil {
 			return errors.New("Expecting 'http' to be set for HTTP health check")
 		}
-		if s := hc.HTTP.GetScheme(); s != "" && s != "http" && s != "https" {
-			return fmt.Errorf("Unsupported HTTP health check scheme: '%s'", s)
+		if s := hc.HTTP.Scheme; s != nil && *s != "http" && *s != "https" {
+			return fmt.Errorf("Unsupported HTTP health check scheme: '%s'", *s)
 		}
-		if p := hc.HTTP.GetPath(); p != "" && !strings.HasPrefix(p, "/") {
-			return fmt.Errorf("The path '%s' of HTTP health check must start with '/'", p)
+		if p := hc.HTTP.Path; p != nil && !strings.HasPrefix(*p, "/") {
+			return fmt.Errorf("The path '%s' of HTTP health check must start with '/'", *p)
 		}
 	case mesos.HealthCheck_TCP:
 		if hc.TCP == nil {
 			return errors.New("Expecting 'tcp' to be set for TCP health check")
 		}
 	default:
+		// mesos-go cannot tell an unset type from UNKNOWN; the master
+		// derived the type of untyped checks already.
 		return errors.New("HealthCheck must specify 'type'")
 	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"delay_seconds", hc.DelaySeconds}, {"grace_period_seconds", hc.GracePeriodSeconds},
+		{"interval_seconds", hc.IntervalSeconds}, {"timeout_seconds", hc.TimeoutSeconds}} {
+		if f.v != nil && *f.v < 0 {
+			return fmt.Errorf("Expecting '%s' to be non-negative", f.name)
+		}
+	}
 	return nil
+}
+
+// healthCheckRuntime is where a task's checks run: the executor's
+// environment for curl and TCP checks (the checker launches them as the
+// executor's children), and for COMMAND checks the executor's environment
+// and working directory (command executor) or the task's (default
+// executor: a nested check container inherits the task's).
+type healthCheckRuntime struct {
+	executorEnv []string
+	commandEnv  []string
+	commandDir  string
 }
 
 // startHealthCheckLocked starts the task's health check once it runs.
@@ -95,7 +118,7 @@ func validateHealthCheck(hc *mesos.HealthCheck) error {
 // first check (delay_seconds), unless SetTaskHealth says otherwise.
 func (s *Server) startHealthCheckLocked(t *task) {
 	hc := t.info.HealthCheck
-	if hc == nil || t.health != nil {
+	if hc == nil || t.health != nil || t.killing {
 		return
 	}
 	p := paramsOf(hc)
@@ -113,14 +136,24 @@ func (s *Server) startHealthCheckLocked(t *task) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.health = &healthChecker{server: s, cancel: cancel}
 	check := *hc
-	env := s.taskEnvironmentLocked(t)
-	sandbox := t.sandbox
-	if !s.tracker.goTracked(func() { s.runHealthChecks(ctx, t, &check, p, env, sandbox) }) {
+	rt := healthCheckRuntime{executorEnv: t.executorEnv.list(), commandEnv: t.executorEnv.list(), commandDir: t.sandbox}
+	if t.group != nil {
+		rt.commandEnv = t.commandEnv.list()
+	}
+	if !s.tracker.goTracked(func() { s.runHealthChecks(ctx, t, &check, p, rt) }) {
 		cancel()
 	}
 }
 
-func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthCheck, p healthParams, env []string, sandbox string) {
+// runHealthChecks is the health checker (src/checks/health_checker.cpp)
+// driving the checker process (src/checks/checker_process.cpp): the first
+// check after delay_seconds, then one every interval_seconds after the
+// previous one ended; failures while no check succeeded yet and within
+// grace_period_seconds of the start are ignored; every other failure is
+// an unhealthy update, a success after failures (or the first one) a
+// healthy update; consecutive_failures failures make the executor kill
+// the task.
+func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthCheck, p healthParams, rt healthCheckRuntime) {
 	start := time.Now()
 	sleep := func(d time.Duration) bool {
 		timer := time.NewTimer(d)
@@ -137,7 +170,7 @@ func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthC
 	if !sleep(p.delay) {
 		return
 	}
-	initializing := true // no success yet: failures inside the grace period do not count
+	initializing := true
 	var failures uint32
 	for {
 		s.mu.Lock()
@@ -149,30 +182,37 @@ func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthC
 				err = errors.New("marked unhealthy by SetTaskHealth")
 			}
 		} else {
-			err = probe(ctx, hc, p.timeout, env, sandbox)
+			err = probe(ctx, hc, p.timeout, rt)
 		}
 		if ctx.Err() != nil {
 			return
 		}
 		s.mu.Lock()
-		if t.removed || t.terminal() {
+		if t.removed || t.terminal() || t.killing {
 			s.mu.Unlock()
 			return
 		}
 		if err == nil {
-			initializing = false
-			failures = 0
-			if t.healthy == nil || !*t.healthy {
+			if initializing || failures > 0 {
 				s.healthUpdateLocked(t, true)
 			}
-		} else if !(initializing && time.Since(start) < p.grace) {
+			initializing = false
+			failures = 0
+		} else if initializing && p.grace > 0 && time.Since(start) <= p.grace {
+			s.log.Info("ignoring health check failure: still in grace period", "taskID", t.id, "error", err.Error())
+		} else {
 			failures++
-			s.log.V(1).Info("health check failed", "taskID", t.id, "error", err.Error(), "consecutiveFailures", failures)
+			s.log.Info("health check failed", "taskID", t.id, "error", err.Error(), "consecutiveFailures", failures)
 			s.healthUpdateLocked(t, false)
 			if failures >= p.consecutiveFailures {
-				// The executor kills a task whose health check keeps failing.
+				// The executor kills the task (TaskHealthStatus.kill_task);
+				// its terminal update says healthy: false.
 				s.log.Info("killing unhealthy task", "taskID", t.id, "consecutiveFailures", failures)
-				s.killTaskLocked(t, nil)
+				t.killedByHealth = true
+				if t.group != nil {
+					t.group.unhealthy = true
+				}
+				s.killTaskLocked(t, killRequest{})
 				s.mu.Unlock()
 				return
 			}
@@ -184,17 +224,24 @@ func (s *Server) runHealthChecks(ctx context.Context, t *task, hc *mesos.HealthC
 	}
 }
 
-// probe runs one check against the task, as the Mesos health checker does
-// from inside the task's network namespace (hence 127.0.0.1).
-func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, env []string, sandbox string) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// probe runs one check against the task, from inside the task's network
+// namespace (the host's, hence 127.0.0.1). A timeout of zero is infinite.
+func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, rt healthCheckRuntime) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	switch hc.Type {
 	case mesos.HealthCheck_TCP:
+		// mesos-tcp-connect --ip=127.0.0.1 --port=<port>.
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", hc.TCP.Port))
 		if err != nil {
-			return err
+			if timedOut(ctx) {
+				return fmt.Errorf("mesos-tcp-connect timed out after %s", stoutDuration(timeout))
+			}
+			return errors.New("TCP connection failed")
 		}
 		return conn.Close()
 	case mesos.HealthCheck_HTTP:
@@ -203,45 +250,104 @@ func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, en
 			scheme = "http"
 		}
 		url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, hc.HTTP.Port, hc.HTTP.GetPath())
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		code, err := curlStatus(ctx, url, rt.executorEnv, timeout)
 		if err != nil {
 			return err
 		}
-		// Like the checker's curl -k: certificates are not verified.
-		client := &http.Client{Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // matches Mesos' checker
-			DisableKeepAlives: true,
-		}}
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		// Mesos treats 2xx and 3xx as healthy.
-		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		if code < 200 || code >= 400 {
+			return fmt.Errorf("Unexpected HTTP response code: %d %s", code, http.StatusText(code))
 		}
 		return nil
 	case mesos.HealthCheck_COMMAND:
-		c := hc.Command
-		var cmd *exec.Cmd
-		if c.GetShell() {
-			cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.GetValue())
-		} else {
-			args := c.Arguments
-			if len(args) == 0 {
-				args = []string{c.GetValue()}
-			}
-			cmd = exec.CommandContext(ctx, c.GetValue(), args[1:]...)
-		}
-		cmd.Dir = sandbox
-		cmd.Env = env
-		for _, v := range c.GetEnvironment().GetVariables() {
-			cmd.Env = append(cmd.Env, v.Name+"="+environmentValue(v))
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-		return cmd.Run()
+		return commandCheck(ctx, hc.Command, rt, timeout)
 	}
 	return errors.New("unknown health check type")
+}
+
+func timedOut(ctx context.Context) bool { return errors.Is(ctx.Err(), context.DeadlineExceeded) }
+
+// curlStatus runs the HTTP check's curl as checker_process.cpp does:
+// curl -s -S -L -k -w '%{http_code}' -o /dev/null -g <url>, found through
+// the executor's PATH. Without curl the check fails the way libprocess'
+// subprocess does when execvpe fails (the child exits with errno).
+func curlStatus(ctx context.Context, url string, env []string, timeout time.Duration) (int, error) {
+	path, err := lookPathIn("curl", env)
+	if err != nil {
+		return 0, fmt.Errorf("curl exited with status %d: EXIT with status %d: Failed to os::execvpe on path 'curl': %d",
+			int(syscall.ENOENT), int(syscall.ENOENT), int(syscall.ENOENT))
+	}
+	cmd := exec.CommandContext(ctx, path, "-s", "-S", "-L", "-k", "-w", "%{http_code}", "-o", "/dev/null", "-g", url)
+	cmd.Args[0] = "curl"
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err = cmd.Run()
+	if timedOut(ctx) {
+		return 0, fmt.Errorf("curl timed out after %s", stoutDuration(timeout))
+	}
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("curl %s: %s", waitString(ee.ProcessState.Sys().(syscall.WaitStatus)), stderr.String())
+		}
+		return 0, fmt.Errorf("Failed to create the curl subprocess: %v", err)
+	}
+	code, err := strconv.Atoi(strings.TrimSpace(stdout.String()))
+	if err != nil {
+		return 0, fmt.Errorf("Unexpected output from curl: %s", stdout.String())
+	}
+	return code, nil
+}
+
+// waitString is stout's WSTRINGIFY.
+func waitString(ws syscall.WaitStatus) string {
+	if ws.Signaled() {
+		return "terminated with signal " + signalName(ws.Signal())
+	}
+	return fmt.Sprintf("exited with status %d", ws.ExitStatus())
+}
+
+// commandCheck runs a COMMAND check: the shell command (or executable),
+// with the runtime's environment plus the check's own variables (their
+// value(): a SECRET one is empty, the checker resolves nothing).
+func commandCheck(ctx context.Context, c *mesos.CommandInfo, rt healthCheckRuntime, timeout time.Duration) error {
+	env := environ{}
+	for _, kv := range rt.commandEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env.set(k, v)
+		}
+	}
+	for _, v := range c.GetEnvironment().GetVariables() {
+		env.set(v.Name, v.GetValue())
+	}
+	list := env.list()
+	var cmd *exec.Cmd
+	if c.GetShell() {
+		cmd = exec.CommandContext(ctx, "/bin/sh", "-c", c.GetValue())
+		cmd.Args[0] = "sh"
+	} else {
+		cmd = exec.CommandContext(ctx, resolveExecutable(c.GetValue(), list, rt.commandDir))
+		cmd.Args = append([]string(nil), c.Arguments...)
+		if len(cmd.Args) == 0 {
+			cmd.Args = []string{c.GetValue()}
+		}
+	}
+	cmd.Dir = rt.commandDir
+	cmd.Env = list
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	err := cmd.Run()
+	if timedOut(ctx) {
+		return fmt.Errorf("Command timed out after %s", stoutDuration(timeout))
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return errors.New("Command " + waitString(ee.ProcessState.Sys().(syscall.WaitStatus)))
+	}
+	if err != nil {
+		return fmt.Errorf("Failed to create subprocess: %v", err)
+	}
+	return nil
 }

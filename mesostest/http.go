@@ -24,6 +24,20 @@ func (s *Server) handler(m *master) http.Handler {
 	for _, p := range []string{"/state", "/state.json", "/master/state", "/master/state.json"} {
 		mux.HandleFunc(p, state)
 	}
+	slaves := func(w http.ResponseWriter, r *http.Request) { s.serveSlaves(m, w, r) }
+	tasks := func(w http.ResponseWriter, r *http.Request) { s.serveTasks(m, w, r) }
+	for _, p := range []string{"/slaves", "/slaves.json", "/master/slaves", "/master/slaves.json"} {
+		mux.HandleFunc(p, slaves)
+	}
+	for _, p := range []string{"/tasks", "/tasks.json", "/master/tasks", "/master/tasks.json"} {
+		mux.HandleFunc(p, tasks)
+	}
+	destroy := func(w http.ResponseWriter, r *http.Request) { s.serveDestroyVolumes(m, w, r) }
+	unreserve := func(w http.ResponseWriter, r *http.Request) { s.serveUnreserve(m, w, r) }
+	mux.HandleFunc("/destroy-volumes", destroy)
+	mux.HandleFunc("/master/destroy-volumes", destroy)
+	mux.HandleFunc("/unreserve", unreserve)
+	mux.HandleFunc("/master/unreserve", unreserve)
 	redirect := func(w http.ResponseWriter, r *http.Request) { s.serveRedirect(w) }
 	mux.HandleFunc("/redirect", redirect)
 	mux.HandleFunc("/master/redirect", redirect)
@@ -169,7 +183,7 @@ func (s *Server) serveScheduler(m *master, w http.ResponseWriter, r *http.Reques
 // message for failures, and a response body for calls that have one.
 func (s *Server) callLocked(call *scheduler.Call, principal, streamID string, enc eventEncoding) (int, string, []byte) {
 	fw := s.frameworks[call.GetFrameworkID().GetValue()]
-	if fw == nil {
+	if fw == nil || !fw.registered {
 		return http.StatusBadRequest, "Framework cannot be found", nil
 	}
 	if principal != "" && principal != fw.info.GetPrincipal() {

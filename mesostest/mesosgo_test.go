@@ -253,7 +253,7 @@ func TestMesosGoHealthChecks(t *testing.T) {
 			Scheme: proto.String("https"), Port: portOf(httpsSrv.URL), Path: proto.String("/ping")}}),
 		"tcp": fast(&mesos.HealthCheck{Type: mesos.HealthCheck_TCP, TCP: &mesos.HealthCheck_TCPCheckInfo{Port: portOf(tcp.Addr().String())}}),
 		"command": fast(&mesos.HealthCheck{Type: mesos.HealthCheck_COMMAND, Command: &mesos.CommandInfo{
-			Value: proto.String(`test "$MESOS_TASK_ID" = command`)}}),
+			Value: proto.String(`test "$MESOS_EXECUTOR_ID" = command`)}}),
 	}
 	s := newTestServer(t, testOptions(), processAgent("127.0.0.1"))
 	g := newGoScheduler(t, s.URL(), codecs.ByMediaType[codecs.MediaTypeJSON])

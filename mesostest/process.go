@@ -1,9 +1,10 @@
 package mesostest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,73 +13,97 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/google/uuid"
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
 )
 
-// taskProcess is a task's command running as a local process group, the
-// way the Mesos command executor runs it inside its container.
+// taskProcess is what runs for a task in process mode: for a command task
+// the command executor process and the task's command (its child, in a
+// session of its own); for a task of a group the task's command, a nested
+// container started by the agent.
 type taskProcess struct {
-	// sandbox identifies the task's processes: every descendant inherits
-	// MESOS_SANDBOX=<sandbox> (see killContainer).
-	sandbox   string
-	mu        sync.Mutex
-	pid       int // also the process group ID; 0 until started
-	exited    bool
-	killTimer *time.Timer
-	// killedBeforeStart records a kill that arrived while fetching.
+	// sandbox identifies the container's processes: every descendant
+	// inherits MESOS_SANDBOX=<sandbox> (see killContainer).
+	sandbox string
+	// nested: a nested container, signalled by its pid only (the
+	// containerizer's kill), not by process tree.
+	nested bool
+
+	mu          sync.Mutex
+	executorPid int  // the command executor; 0 for nested containers
+	group       int  // process group destroyed with the container
+	pid         int  // the task's command; 0 until started
+	reaped      bool // the task's command ended
+	exited      bool // the container is gone
+	// killedBeforeStart records a kill that arrived while launching.
 	killedBeforeStart bool
 }
 
-// terminate sends SIGTERM to the process group and SIGKILL to everything
-// of the task after grace (at once when grace is 0). A later call with a
-// shorter grace escalates.
-func (p *taskProcess) terminate(grace time.Duration) {
+// sigterm is the executor's SIGTERM: to the task's process tree (the
+// command executor's os::killtree with groups and sessions), or to the
+// nested container's process (KILL_NESTED_CONTAINER).
+func (p *taskProcess) sigterm() { p.signal(syscall.SIGTERM) }
+
+// sigkill is the escalation at the end of the grace period, to the same
+// processes as sigterm.
+func (p *taskProcess) sigkill() { p.signal(syscall.SIGKILL) }
+
+func (p *taskProcess) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.exited {
+	if p.exited || p.reaped {
 		return
 	}
 	if p.pid == 0 {
 		p.killedBeforeStart = true
 		return
 	}
-	if grace <= 0 {
-		killContainer(p.pid, p.sandbox)
+	if p.nested {
+		_ = syscall.Kill(p.pid, sig)
 		return
 	}
-	_ = syscall.Kill(-p.pid, syscall.SIGTERM)
-	if p.killTimer != nil {
-		p.killTimer.Stop()
-	}
-	pid, sandbox := p.pid, p.sandbox
-	p.killTimer = time.AfterFunc(grace, func() { killContainer(pid, sandbox) })
+	killTree(p.pid, sig)
 }
 
-// killNow kills everything of the task immediately (server Close).
-func (p *taskProcess) killNow() { p.terminate(0) }
+// destroy kills everything of the container at once, as the containerizer
+// destroys it: the executor, the task, whatever they left (forced failure,
+// Close, the end of the executor).
+func (p *taskProcess) destroy() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.destroyLocked()
+}
 
+func (p *taskProcess) destroyLocked() {
+	if p.pid > 0 {
+		killTree(p.pid, syscall.SIGKILL)
+	}
+	if p.group > 0 {
+		killContainer(p.group, p.sandbox)
+	}
+	if p.pid == 0 && p.group == 0 {
+		p.killedBeforeStart = true
+	}
+}
+
+// markExited records that the container's main process (the executor, or
+// the nested task) ended; the container is destroyed.
 func (p *taskProcess) markExited() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.exited {
+		return
+	}
+	p.destroyLocked()
 	p.exited = true
-	if p.killTimer != nil {
-		p.killTimer.Stop()
-	}
-	// Reap whatever the task left behind, as the containerizer destroys the
-	// container's cgroup when the executor exits.
-	if p.pid > 0 {
-		killContainer(p.pid, p.sandbox)
-	}
 }
 
-// killContainer SIGKILLs the task's process group and, standing in for the
-// container's cgroup, every process whose environment carries the task's
-// MESOS_SANDBOX: descendants that left the group (setsid, e.g. containerd
-// shims started by a K3s agent) are found that way too.
+// killContainer SIGKILLs a process group and, standing in for the
+// container's cgroup, every process whose environment carries the
+// container's MESOS_SANDBOX: descendants that left the group (setsid,
+// e.g. containerd shims started by a K3s agent) are found that way too.
 func killContainer(pgid int, sandbox string) {
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	if sandbox == "" {
@@ -105,114 +130,225 @@ func killContainer(pgid int, sandbox string) {
 	}
 }
 
-// processLaunch is everything the process goroutine needs, copied out of
-// the locked state.
-type processLaunch struct {
-	sandbox string
-	command *mesos.CommandInfo
-	env     []string
-	volumes map[string]string // container path -> host directory
+// procStat is what killTree needs of /proc/<pid>/stat.
+type procStat struct{ pid, ppid, pgrp, session int }
+
+func readProcStats() []procStat {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []procStat
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := readProcStat(pid); ok {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
-// startProcessLocked launches a task for real: sandbox, fetch, then the
-// command in its own process group.
+// killTree signals the process tree rooted at root as stout's
+// os::killtree(root, sig, groups=true, sessions=true) does
+// (3rdparty/stout/include/stout/os/posix/killtree.hpp): every process is
+// stopped (SIGSTOP) as it is found, so that none can fork or react before
+// the signal reaches them all; the tree is the root, its descendants and
+// every process in their process groups and sessions, except the group
+// and session of the root's parent; then all get the signal, and SIGCONT.
+// A root that is gone stands for the group and session it led.
+func killTree(root int, sig syscall.Signal) {
+	stats := readProcStats()
+	byPid := map[int]procStat{}
+	for _, p := range stats {
+		byPid[p.pid] = p
+	}
+	self := os.Getpid()
+	var queue []int
+	groups, sessions := map[int]bool{}, map[int]bool{}
+	if rootStat, ok := byPid[root]; ok {
+		queue = append(queue, root)
+		if parent, ok := byPid[rootStat.ppid]; ok {
+			groups[parent.pgrp], sessions[parent.session] = true, true
+		}
+	} else {
+		for _, p := range stats {
+			if p.pgrp == root || p.session == root {
+				queue = append(queue, p.pid)
+			}
+		}
+	}
+	if selfStat, ok := byPid[self]; ok {
+		groups[selfStat.pgrp], sessions[selfStat.session] = true, true
+	}
+	visited := map[int]bool{}
+	var order []int
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		if visited[pid] || pid == self {
+			continue
+		}
+		p, ok := readProcStat(pid)
+		if !ok {
+			continue
+		}
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		visited[pid] = true
+		order = append(order, pid)
+		stats = readProcStats()
+		for _, c := range stats {
+			if c.ppid == pid {
+				queue = append(queue, c.pid)
+			}
+		}
+		if !groups[p.pgrp] {
+			groups[p.pgrp] = true
+			for _, c := range stats {
+				if c.pgrp == p.pgrp {
+					queue = append(queue, c.pid)
+				}
+			}
+		}
+		if !sessions[p.session] {
+			sessions[p.session] = true
+			for _, c := range stats {
+				if c.session == p.session {
+					queue = append(queue, c.pid)
+				}
+			}
+		}
+	}
+	for _, pid := range order {
+		_ = syscall.Kill(pid, sig)
+	}
+	for _, pid := range order {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+}
+
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return procStat{}, false
+	}
+	return parseProcStat(pid, b)
+}
+
+func parseProcStat(pid int, b []byte) (procStat, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 4 {
+		return procStat{}, false
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	pgrp, _ := strconv.Atoi(f[2])
+	session, _ := strconv.Atoi(f[3])
+	return procStat{pid: pid, ppid: ppid, pgrp: pgrp, session: session}, true
+}
+
+// commandLaunch is everything a command task's goroutine needs, copied out
+// of the locked state.
+type commandLaunch struct {
+	taskID      string
+	sandbox     string
+	command     *mesos.CommandInfo
+	executorEnv []string
+	commandEnv  []string
+	argv        []string // the command executor's command line
+	volumes     []volumeLink
+	prepareErr  error // isolator preparation failed (e.g. a secret reference)
+}
+
+// sandboxPathLocked is the task's sandbox, paths::getExecutorRunPath
+// (src/slave/paths.cpp): <work_dir>/slaves/<agent>/frameworks/<framework>/
+// executors/<executor>/runs/<container>, a new container (and directory)
+// per launch. A task of a group has its own directory below its executor's
+// (containerizer/mesos/paths.cpp getSandboxPath): <executor
+// sandbox>/containers/<container>.
+func (s *Server) sandboxPathLocked(t *task) string {
+	if t.group != nil {
+		return filepath.Join(s.groupSandboxLocked(t.group, t), "containers", t.containerID)
+	}
+	return filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
+		"executors", t.executorID, "runs", t.containerID)
+}
+
+// groupSandboxLocked is the executor sandbox of a task group.
+func (s *Server) groupSandboxLocked(g *taskGroup, t *task) string {
+	if g.sandbox == "" {
+		g.sandbox = filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
+			"executors", g.executorID, "runs", g.containerID)
+	}
+	return g.sandbox
+}
+
+// startProcessLocked launches a task for real.
 func (s *Server) startProcessLocked(t *task) {
-	t.sandbox = filepath.Join(s.sandboxDir, "slaves", t.agent.id, "frameworks", t.fw.id,
-		"executors", t.executorID, "runs", uuid.NewString())
-	launch := processLaunch{
+	if t.group != nil {
+		s.startNestedLocked(t)
+		return
+	}
+	t.sandbox = s.sandboxPathLocked(t)
+	l := commandLaunch{
+		taskID:  t.id,
 		sandbox: t.sandbox,
 		command: proto.Clone(t.info.Command).(*mesos.CommandInfo),
-		volumes: s.volumeDirsLocked(t),
+		volumes: s.containerVolumesLocked(t.resources),
 	}
-	launch.env = s.taskEnvironmentLocked(t)
+	executorEnv, commandEnv, secrets, err := s.commandTaskEnvironments(t, t.sandbox, t.sandbox)
+	if err != nil {
+		l.prepareErr = err
+	} else {
+		t.executorEnv, t.commandEnv = executorEnv, commandEnv
+		l.executorEnv = append(executorEnv.list(), commandExecutorEnv+"=1")
+		l.commandEnv = commandEnv.list()
+		// mesos-executor's command line: the agent's flags, then what the
+		// containerizer appends for command tasks.
+		l.argv = []string{commandExecutorName, "--launcher_dir=" + launcherDir}
+		if len(secrets) > 0 {
+			l.argv = append(l.argv, "--task_environment="+taskEnvironmentJSON(secrets))
+		}
+	}
 	t.proc = &taskProcess{sandbox: t.sandbox}
+	s.runTrackedLocked(t, func(proc *taskProcess) { s.runCommandTask(t, proc, l) })
+}
+
+// runTrackedLocked runs a task's process goroutine, tracked for Close.
+func (s *Server) runTrackedLocked(t *task, run func(*taskProcess)) {
 	proc := t.proc
 	s.processes[proc] = struct{}{}
-	run := func() {
+	wrapped := func() {
 		defer func() {
 			s.mu.Lock()
 			delete(s.processes, proc)
 			s.mu.Unlock()
 		}()
-		s.runProcess(t, proc, launch)
+		run(proc)
 	}
-	if !s.tracker.goTracked(run) {
+	if !s.tracker.goTracked(wrapped) {
 		delete(s.processes, proc)
 		t.proc = nil
 	}
 }
 
-// taskEnvironmentLocked builds the command's environment: the agent's own
-// environment (executors inherit it unless --executor_environment_variables
-// is set), the MESOS_* variables, then the task's variables with secret
-// values resolved.
-func (s *Server) taskEnvironmentLocked(t *task) []string {
-	env := os.Environ()
-	env = append(env,
-		"MESOS_SANDBOX="+t.sandbox,
-		"MESOS_DIRECTORY="+t.sandbox,
-		"MESOS_TASK_ID="+t.id,
-		"MESOS_FRAMEWORK_ID="+t.fw.id,
-		"MESOS_AGENT_ID="+t.agent.id,
-		"MESOS_SLAVE_ID="+t.agent.id,
-		"MESOS_EXECUTOR_ID="+t.executorID,
-		"MESOS_AGENT_HOSTNAME="+t.agent.hostname,
-	)
-	if e := t.info.Command.GetEnvironment(); e != nil {
-		for _, v := range e.Variables {
-			env = append(env, v.Name+"="+environmentValue(v))
-		}
+// prepareContainer makes the sandbox, links the persistent volumes and
+// fetches the URIs, as the containerizer does before it starts anything.
+func (s *Server) prepareContainer(sandbox string, volumes []volumeLink, uris []mesos.CommandInfo_URI) ([]volumeLink, mesos.TaskStatus_Reason, error) {
+	if err := os.MkdirAll(sandbox, 0o755); err != nil {
+		return nil, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to create sandbox: %v", err)
 	}
-	return env
-}
-
-// environmentValue resolves a variable; SECRET values come from
-// Secret.value.data (the emulator has no secret store for references).
-func environmentValue(v mesos.Environment_Variable) string {
-	if v.GetType() == mesos.Environment_Variable_SECRET {
-		if sv := v.GetSecret().GetValue(); sv != nil {
-			return string(sv.Data)
-		}
-		return ""
-	}
-	return v.GetValue()
-}
-
-func hasSecretReference(c *mesos.CommandInfo) bool {
-	for _, v := range c.GetEnvironment().GetVariables() {
-		if v.GetType() == mesos.Environment_Variable_SECRET && v.GetSecret().GetValue() == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
-	fail := func(reason mesos.TaskStatus_Reason, msg string) {
-		proc.markExited()
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if t.killing {
-			s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
-			return
-		}
-		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, msg, mesos.SOURCE_AGENT)
-	}
-	if err := os.MkdirAll(l.sandbox, 0o755); err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to create sandbox: "+err.Error())
-		return
-	}
-	for containerPath, hostDir := range l.volumes {
-		if err := linkVolume(l.sandbox, containerPath, hostDir); err != nil {
-			fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to mount persistent volume: "+err.Error())
-			return
-		}
-	}
-	if hasSecretReference(l.command) {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to resolve secrets: no secret resolver for secret references")
-		return
+	linked, err := s.linkPersistentVolumes(sandbox, volumes)
+	if err != nil {
+		return linked, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
 		select {
 		case <-s.stop:
@@ -220,90 +356,180 @@ func (s *Server) runProcess(t *task, proc *taskProcess, l processLaunch) {
 		case <-ctx.Done():
 		}
 	}()
-	err := fetchURIs(ctx, l.sandbox, l.command.URIs)
-	cancel()
-	if err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to fetch all URIs for container: "+err.Error())
+	if err := fetchURIs(ctx, sandbox, uris); err != nil {
+		return linked, mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to fetch all URIs for container: %v", err)
+	}
+	return linked, 0, nil
+}
+
+// runCommandTask runs a command task: the command executor process, which
+// starts the task's command and reports its end.
+func (s *Server) runCommandTask(t *task, proc *taskProcess, l commandLaunch) {
+	failLaunch := func(reason mesos.TaskStatus_Reason, err error) {
+		proc.markExited()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, err.Error(), mesos.SOURCE_AGENT)
+	}
+	if l.prepareErr != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", l.prepareErr))
 		return
+	}
+	linked, reason, err := s.prepareContainer(l.sandbox, l.volumes, l.command.URIs)
+	if err != nil {
+		failLaunch(reason, err)
+		return
+	}
+	if selfExecutableErr != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", selfExecutableErr))
+		return
+	}
+	stdout, stderr, err := openSandboxOutput(l.sandbox)
+	if err != nil {
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", err))
+		return
+	}
+	specR, specW, err1 := os.Pipe()
+	eventsR, eventsW, err2 := os.Pipe()
+	if err1 != nil || err2 != nil {
+		stdout.Close()
+		stderr.Close()
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", firstErr(err1, err2)))
+		return
+	}
+	cmd := &exec.Cmd{
+		Path: selfExecutable, Args: l.argv, Env: l.executorEnv, Dir: l.sandbox,
+		Stdout: stdout, Stderr: stderr, ExtraFiles: []*os.File{specR, eventsW},
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
 
-	cmd, err := buildCommand(l)
-	if err != nil {
-		fail(mesos.REASON_CONTAINER_LAUNCH_FAILED, "Failed to launch container: "+err.Error())
-		return
-	}
 	s.mu.Lock()
-	if t.removed || t.terminal() || s.closed {
+	if t.removed || t.terminal() || s.closed || t.killing {
+		killing := t.killing && !t.removed && !t.terminal()
+		if killing {
+			s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
+		}
 		s.mu.Unlock()
+		closeAll(stdout, stderr, specR, specW, eventsR, eventsW)
 		proc.markExited()
 		return
 	}
-	if t.killing {
-		s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Task killed before it started", mesos.SOURCE_EXECUTOR)
-		s.mu.Unlock()
-		proc.markExited()
-		return
-	}
-	// The command executor reports TASK_STARTING, then forks the command.
-	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	proc.mu.Lock()
 	startErr := cmd.Start()
 	if startErr == nil {
-		proc.pid = cmd.Process.Pid
+		proc.executorPid, proc.group = cmd.Process.Pid, cmd.Process.Pid
 	}
-	killedEarly := proc.killedBeforeStart
 	proc.mu.Unlock()
-	closeFiles(cmd)
+	closeAll(stdout, stderr, specR, eventsW)
 	if startErr != nil {
-		reason := mesos.REASON_COMMAND_EXECUTOR_FAILED
-		s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Failed to launch command: "+startErr.Error(), mesos.SOURCE_EXECUTOR)
 		s.mu.Unlock()
-		proc.markExited()
+		closeAll(specW, eventsR)
+		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", startErr))
 		return
 	}
-	s.log.Info("task process started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
-	s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
-	s.startHealthCheckLocked(t)
+	t.executorPid = cmd.Process.Pid
+	s.log.Info("command executor started", "taskID", t.id, "pid", cmd.Process.Pid, "sandbox", l.sandbox)
+	// The executor subscribes and gets the task: TASK_STARTING.
+	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	s.mu.Unlock()
-	if killedEarly {
-		proc.terminate(0)
+
+	spec, _ := json.Marshal(executorSpec{TaskID: l.taskID, Shell: l.command.GetShell(), Value: l.command.Value,
+		Args: l.command.Arguments, Env: l.commandEnv, Dir: l.sandbox})
+	_, _ = specW.Write(spec)
+	specW.Close()
+
+	events := &executorEvents{r: bufio.NewReader(eventsR)}
+	reported := false
+	for {
+		kind, n, ok := events.next()
+		if !ok {
+			break
+		}
+		switch kind {
+		case "started":
+			proc.mu.Lock()
+			proc.pid = n
+			killedEarly := proc.killedBeforeStart
+			proc.mu.Unlock()
+			s.mu.Lock()
+			s.log.Info("task command started", "taskID", t.id, "pid", n)
+			s.updateTaskLocked(t, mesos.TASK_RUNNING, nil, "", mesos.SOURCE_EXECUTOR)
+			s.startHealthCheckLocked(t)
+			s.mu.Unlock()
+			if killedEarly {
+				proc.sigkill()
+			}
+		case "exited":
+			// The executor reaped the task and sends the terminal update
+			// (before it exits and the container is destroyed).
+			reported = true
+			s.mu.Lock()
+			s.commandEndedLocked(t, proc, linked, syscall.WaitStatus(n))
+			s.mu.Unlock()
+		}
 	}
-
-	waitErr := cmd.Wait()
+	eventsR.Close()
+	_ = cmd.Wait()
 	proc.markExited()
-	state, msg := exitOutcome(cmd.ProcessState, waitErr)
-
+	if reported {
+		return
+	}
+	// The executor died without reporting (it aborted, or was killed):
+	// the agent reports its termination (Slave::executorTerminated).
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t.proc == proc {
-		t.proc = nil
-	}
-	s.log.Info("task process exited", "taskID", t.id, "result", msg)
-	if t.removed || t.terminal() {
-		return
-	}
-	if t.killing {
-		state = mesos.TASK_KILLED
-	}
+	s.log.Info("command executor terminated", "taskID", t.id, "status", cmd.ProcessState.String())
+	s.containerEndedLocked(t, proc, linked)
+	reason = mesos.REASON_EXECUTOR_TERMINATED
+	s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Executor terminated", mesos.SOURCE_AGENT)
+}
+
+// commandEndedLocked sends a command task's terminal update from its
+// executor.
+func (s *Server) commandEndedLocked(t *task, proc *taskProcess, linked []volumeLink, ws syscall.WaitStatus) {
+	proc.mu.Lock()
+	proc.reaped = true // nothing more to signal; the container goes with the executor
+	proc.mu.Unlock()
+	s.containerEndedLocked(t, proc, linked)
+	state, msg := commandOutcome(ws, t.killing)
+	s.log.Info("task command exited", "taskID", t.id, "result", msg)
 	s.updateTaskLocked(t, state, nil, msg, mesos.SOURCE_EXECUTOR)
 }
 
-// exitOutcome maps a wait status to the command executor's terminal state
-// and message ("Command exited with status 1", "Command terminated with
-// signal Killed").
-func exitOutcome(ps *os.ProcessState, waitErr error) (mesos.TaskState, string) {
-	if ps == nil {
-		return mesos.TASK_FAILED, "Command failed: " + fmt.Sprint(waitErr)
+// containerEndedLocked forgets a task's process and, as the agent does when
+// it updates the container's resources for a terminal update, removes the
+// volumes' symlinks from the run's sandbox (even when the master already
+// forgot the task, e.g. its framework was removed).
+func (s *Server) containerEndedLocked(t *task, proc *taskProcess, linked []volumeLink) {
+	if t.proc == proc {
+		t.proc = nil
+		s.stopTimerLocked(t.killTimer)
+		t.killTimer = nil
 	}
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return mesos.TASK_FAILED, "Command terminated with signal " + signalName(ws.Signal())
+	if err := unlinkPersistentVolumes(linked); err != nil {
+		s.log.Error(err, "removing persistent volume links", "taskID", t.id)
 	}
-	code := ps.ExitCode()
-	msg := fmt.Sprintf("Command exited with status %d", code)
-	if code == 0 {
-		return mesos.TASK_FINISHED, msg
+}
+
+// commandOutcome maps the task's wait status to the executor's terminal
+// state and message: "Command exited with status 1", "Command terminated
+// with signal Killed" (WSTRINGIFY); TASK_KILLED whenever it was killed on
+// request.
+func commandOutcome(ws syscall.WaitStatus, killed bool) (mesos.TaskState, string) {
+	var state mesos.TaskState
+	var msg string
+	switch {
+	case ws.Signaled():
+		state, msg = mesos.TASK_FAILED, "Command terminated with signal "+signalName(ws.Signal())
+	case ws.ExitStatus() == 0:
+		state, msg = mesos.TASK_FINISHED, "Command exited with status 0"
+	default:
+		state, msg = mesos.TASK_FAILED, fmt.Sprintf("Command exited with status %d", ws.ExitStatus())
 	}
-	return mesos.TASK_FAILED, msg
+	if killed {
+		state = mesos.TASK_KILLED
+	}
+	return state, msg
 }
 
 func signalName(sig syscall.Signal) string {
@@ -314,55 +540,34 @@ func signalName(sig syscall.Signal) string {
 	return strings.ToUpper(name[:1]) + name[1:]
 }
 
-// buildCommand prepares the command as the command executor runs it:
-// shell commands through /bin/sh -c, others exec'd with their arguments
-// (arguments[0] being argv[0]); the working directory is the sandbox and
-// stdout/stderr go to files there.
-func buildCommand(l processLaunch) (*exec.Cmd, error) {
-	c := l.command
-	var cmd *exec.Cmd
-	if c.GetShell() {
-		cmd = exec.Command("/bin/sh", "-c", c.GetValue())
-	} else {
-		path := c.GetValue()
-		if strings.Contains(path, "/") {
-			if !filepath.IsAbs(path) {
-				path = filepath.Join(l.sandbox, path)
-			}
-		} else if found, err := lookPathIn(path, l.env); err == nil {
-			path = found
-		} else {
-			return nil, err
-		}
-		args := c.Arguments
-		if len(args) == 0 {
-			args = []string{c.GetValue()}
-		}
-		cmd = &exec.Cmd{Path: path, Args: append([]string(nil), args...)}
-	}
-	cmd.Dir = l.sandbox
-	cmd.Env = l.env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stdout, err := os.OpenFile(filepath.Join(l.sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+func openSandboxOutput(sandbox string) (*os.File, *os.File, error) {
+	stdout, err := os.OpenFile(filepath.Join(sandbox, "stdout"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	stderr, err := os.OpenFile(filepath.Join(l.sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	stderr, err := os.OpenFile(filepath.Join(sandbox, "stderr"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		stdout.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	return cmd, nil
+	return stdout, stderr, nil
 }
 
-// closeFiles releases the parent's copies of the child's output files.
-func closeFiles(cmd *exec.Cmd) {
-	for _, w := range []any{cmd.Stdout, cmd.Stderr} {
-		if f, ok := w.(*os.File); ok {
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		if f != nil {
 			f.Close()
 		}
 	}
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lookPathIn resolves an executable name using PATH from env.
@@ -374,7 +579,7 @@ func lookPathIn(name string, env []string) (string, error) {
 		}
 	}
 	if pathVar == "" {
-		pathVar = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+		pathVar = hostDefaultPath
 	}
 	for _, dir := range filepath.SplitList(pathVar) {
 		candidate := filepath.Join(dir, name)
@@ -385,38 +590,5 @@ func lookPathIn(name string, env []string) (string, error) {
 	return "", fmt.Errorf("executable %q not found in PATH", name)
 }
 
-// volumeDirsLocked maps the task's persistent volumes to host directories
-// that outlive the task (removed by DESTROY), like the agent's volume dirs.
-func (s *Server) volumeDirsLocked(t *task) map[string]string {
-	out := map[string]string{}
-	for _, r := range t.resources {
-		if r.IsPersistentVolume() && r.Disk.Volume != nil {
-			out[r.Disk.Volume.ContainerPath] = s.volumeDir(t.agent, r.GetRole(), r.Disk.Persistence.ID)
-		}
-	}
-	return out
-}
-
-func (s *Server) volumeDir(a *agent, role, persistenceID string) string {
-	return filepath.Join(s.sandboxDir, "volumes", a.id, strings.ReplaceAll(role, "/", "_"), persistenceID)
-}
-
-func (s *Server) removeVolumeDir(a *agent, role, persistenceID string) {
-	_ = os.RemoveAll(s.volumeDir(a, role, persistenceID))
-}
-
-// linkVolume makes a persistent volume appear at its container path
-// inside the sandbox (a symlink stands in for the bind mount).
-func linkVolume(sandbox, containerPath, hostDir string) error {
-	if filepath.IsAbs(containerPath) || strings.Contains(containerPath, "..") {
-		return errors.New("container path must be relative to the sandbox: " + containerPath)
-	}
-	if err := os.MkdirAll(hostDir, 0o755); err != nil {
-		return err
-	}
-	link := filepath.Join(sandbox, containerPath)
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return err
-	}
-	return os.Symlink(hostDir, link)
-}
+// newContainerID is a container ID as the agent makes them.
+func newContainerID() string { return uuid.NewString() }

@@ -88,7 +88,7 @@ func TestProcessModeFetchEnvironmentAndSecrets(t *testing.T) {
 	secretType := mesos.Environment_Variable_SECRET
 	ti := commandTask("fetch", agent, `test -x hello.sh && test -f bin/tool && test -f z.txt && `+
 		`test -f conf/app.conf && test "$(cat served.txt)" = "served over loopback http" && ./hello.sh > /dev/null && `+
-		`echo "$MESOS_SANDBOX|$MESOS_TASK_ID|$MESOS_FRAMEWORK_ID|$MESOS_AGENT_ID|$PLAIN|$TOKEN" > env.out`, 0.1, 32)
+		`echo "$MESOS_SANDBOX|$MESOS_EXECUTOR_ID|$MESOS_FRAMEWORK_ID|$MESOS_SLAVE_ID|$PLAIN|$TOKEN" > env.out`, 0.1, 32)
 	ti.Command.URIs = []mesos.CommandInfo_URI{
 		{Value: "file://" + filepath.Join(src, "hello.sh"), Executable: proto.Bool(true)},
 		{Value: "file://" + filepath.Join(src, "tools.tar.gz")},
@@ -180,7 +180,7 @@ func TestProcessModeKillEscalatesAndReapsGroup(t *testing.T) {
 		t.Fatalf("SIGKILL came before the grace period: %v", d)
 	}
 	eventually(t, 2*time.Second, "child reaped", func() bool {
-		return syscall.Kill(childPID, 0) != nil
+		return !processAlive(childPID) // a zombie awaiting init counts as dead
 	})
 	b, err := os.ReadFile(filepath.Join(sandbox, "escaped.pid"))
 	if err != nil {
@@ -218,7 +218,7 @@ func TestCloseKillsProcesses(t *testing.T) {
 		t.Fatal("process of a partitioned agent was killed")
 	}
 	s.Close()
-	eventually(t, 2*time.Second, "process killed", func() bool { return syscall.Kill(pid, 0) != nil })
+	eventually(t, 2*time.Second, "process killed", func() bool { return !processAlive(pid) })
 	if _, err := os.Stat(sandbox); !os.IsNotExist(err) {
 		t.Fatalf("sandbox root not removed: %v", err)
 	}
@@ -268,7 +268,7 @@ func TestPortsAndPersistentVolumeInProcessMode(t *testing.T) {
 			{Type: mesos.Offer_Operation_LAUNCH, Launch: &mesos.Offer_Operation_Launch{TaskInfos: []mesos.TaskInfo{writer}}},
 		},
 	}})
-	if st := g.update("outside", 2*time.Second, inState(mesos.TASK_ERROR)); !strings.Contains(st.GetMessage(), "more resources") {
+	if st := g.update("outside", 2*time.Second, inState(mesos.TASK_ERROR)); !strings.Contains(st.GetMessage(), "more than available") {
 		t.Fatalf("outside ports: %q", st.GetMessage())
 	}
 	g.update("inside", 5*time.Second, inState(mesos.TASK_RUNNING))

@@ -32,6 +32,10 @@ type Options struct {
 	// the KILL call nor the task carries a kill_policy (default 3s, as the
 	// command executor).
 	KillGracePeriod time.Duration
+	// ExecutorShutdownGracePeriod is the Docker executor's default kill
+	// grace period (the agent's --executor_shutdown_grace_period, default
+	// 5s), used when neither the KILL call nor the task has a kill_policy.
+	ExecutorShutdownGracePeriod time.Duration
 	// StatusUpdateRetryInterval is the first retry interval of
 	// unacknowledged status updates; it doubles up to 10 minutes, as the
 	// agent's status update manager does (default 10s).
@@ -42,6 +46,18 @@ type Options struct {
 	// Hostname is the master's advertised hostname (default 127.0.0.1);
 	// it appears in MasterInfo and in redirect Location headers.
 	Hostname string
+	// AgentReregistrationDelay is how long after a master restart
+	// (RestartMaster) or failover (FailoverTo) each agent reregisters;
+	// until then the master knows no task of it. 0 (the default) makes
+	// them reregister at once. A real agent notices a master that came back
+	// without ZooKeeper only when its pings stop: 69 s were measured here,
+	// bounded by the agent's ping timeout (agent_ping_timeout 15 s x
+	// max_agent_ping_timeouts 5 = 75 s).
+	AgentReregistrationDelay time.Duration
+	// AgentReregisterTimeout is --agent_reregister_timeout (default 10
+	// minutes): an agent that has not reregistered that long after a master
+	// (re)start is marked unreachable.
+	AgentReregisterTimeout time.Duration
 	// MaxCompletedTasks bounds the completed-task history kept per framework
 	// (default 1000, Mesos --max_completed_tasks_per_framework).
 	MaxCompletedTasks int
@@ -71,11 +87,17 @@ func (o *Options) setDefaults() {
 	if o.KillGracePeriod <= 0 {
 		o.KillGracePeriod = 3 * time.Second
 	}
+	if o.ExecutorShutdownGracePeriod <= 0 {
+		o.ExecutorShutdownGracePeriod = 5 * time.Second
+	}
 	if o.StatusUpdateRetryInterval <= 0 {
 		o.StatusUpdateRetryInterval = 10 * time.Second
 	}
 	if o.Hostname == "" {
 		o.Hostname = "127.0.0.1"
+	}
+	if o.AgentReregisterTimeout <= 0 {
+		o.AgentReregisterTimeout = 10 * time.Minute
 	}
 	if o.MaxCompletedTasks <= 0 {
 		o.MaxCompletedTasks = 1000
@@ -117,6 +139,11 @@ type Server struct {
 	frameworks          map[string]*framework
 	completedFrameworks []*framework
 	nextFramework       int
+	// nextAgentID numbers the agents a master registers (its ID prefixes
+	// theirs); recoveryTimer is --agent_reregister_timeout after a master
+	// (re)start.
+	nextAgentID   int
+	recoveryTimer *time.Timer
 
 	offers    map[string]*offer
 	nextOffer int64
@@ -310,7 +337,7 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 
 	for _, p := range procs {
-		p.killNow()
+		p.destroy()
 	}
 	for _, m := range masters {
 		_ = m.http.Close()

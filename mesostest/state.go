@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,21 +17,23 @@ import (
 // State is the master's view as served by GET /state, shaped like the Mesos
 // master's state endpoint (field names match its JSON).
 type State struct {
-	Version                string           `json:"version"`
-	ID                     string           `json:"id"`
-	PID                    string           `json:"pid"`
-	Hostname               string           `json:"hostname"`
-	Leader                 string           `json:"leader,omitempty"`
-	LeaderInfo             *StateMasterInfo `json:"leader_info,omitempty"`
-	StartTime              float64          `json:"start_time"`
-	ElectedTime            float64          `json:"elected_time,omitempty"`
-	ActivatedSlaves        int              `json:"activated_slaves"`
-	DeactivatedSlaves      int              `json:"deactivated_slaves"`
-	UnreachableSlaves      int              `json:"unreachable_slaves"`
-	Slaves                 []StateAgent     `json:"slaves"`
-	Frameworks             []StateFramework `json:"frameworks"`
-	CompletedFrameworks    []StateFramework `json:"completed_frameworks"`
-	UnregisteredFrameworks []string         `json:"unregistered_frameworks"`
+	Version                string                `json:"version"`
+	ID                     string                `json:"id"`
+	PID                    string                `json:"pid"`
+	Hostname               string                `json:"hostname"`
+	Leader                 string                `json:"leader,omitempty"`
+	LeaderInfo             *StateMasterInfo      `json:"leader_info,omitempty"`
+	StartTime              float64               `json:"start_time"`
+	ElectedTime            float64               `json:"elected_time,omitempty"`
+	ActivatedSlaves        int                   `json:"activated_slaves"`
+	DeactivatedSlaves      int                   `json:"deactivated_slaves"`
+	UnreachableSlaves      int                   `json:"unreachable_slaves"`
+	Slaves                 []StateAgent          `json:"slaves"`
+	RecoveredSlaves        []StateRecoveredAgent `json:"recovered_slaves"`
+	Frameworks             []StateFramework      `json:"frameworks"`
+	CompletedFrameworks    []StateFramework      `json:"completed_frameworks"`
+	OrphanTasks            []StateTask           `json:"orphan_tasks"`
+	UnregisteredFrameworks []string              `json:"unregistered_frameworks"`
 }
 
 // StateMasterInfo describes the leading master.
@@ -50,21 +54,41 @@ type StateResources struct {
 	Ports string  `json:"ports,omitempty"`
 }
 
-// StateAgent is one agent ("slave" in the master's JSON).
+// StateAgent is one agent ("slave" in the master's JSON), with the fields
+// of SlaveWriter (src/master/readonly_handler.cpp). The *_full fields are
+// what GET /slaves adds (SlavesWriter::writeSlave: full Resource JSON in
+// the endpoint format, role and reservation plus reservations); GET /state
+// leaves them out, State() fills them in.
 type StateAgent struct {
-	ID                    string                      `json:"id"`
-	PID                   string                      `json:"pid"`
-	Hostname              string                      `json:"hostname"`
-	Port                  int                         `json:"port"`
-	Active                bool                        `json:"active"`
-	RegisteredTime        float64                     `json:"registered_time"`
-	Attributes            map[string]string           `json:"attributes"`
-	Resources             StateResources              `json:"resources"`
-	UsedResources         StateResources              `json:"used_resources"`
-	OfferedResources      StateResources              `json:"offered_resources"`
-	UnreservedResources   StateResources              `json:"unreserved_resources"`
-	ReservedResources     map[string]StateResources   `json:"reserved_resources"`
-	ReservedResourcesFull map[string][]mesos.Resource `json:"reserved_resources_full"`
+	ID                      string                      `json:"id"`
+	Hostname                string                      `json:"hostname"`
+	Port                    int                         `json:"port"`
+	Attributes              map[string]string           `json:"attributes"`
+	PID                     string                      `json:"pid"`
+	RegisteredTime          float64                     `json:"registered_time"`
+	ReregisteredTime        float64                     `json:"reregistered_time,omitempty"`
+	Resources               StateResources              `json:"resources"`
+	UsedResources           StateResources              `json:"used_resources"`
+	OfferedResources        StateResources              `json:"offered_resources"`
+	ReservedResources       map[string]StateResources   `json:"reserved_resources"`
+	UnreservedResources     StateResources              `json:"unreserved_resources"`
+	Active                  bool                        `json:"active"`
+	Deactivated             bool                        `json:"deactivated"`
+	Version                 string                      `json:"version"`
+	Capabilities            []string                    `json:"capabilities"`
+	ReservedResourcesFull   map[string][]mesos.Resource `json:"reserved_resources_full,omitempty"`
+	UnreservedResourcesFull []mesos.Resource            `json:"unreserved_resources_full,omitempty"`
+	UsedResourcesFull       []mesos.Resource            `json:"used_resources_full,omitempty"`
+	OfferedResourcesFull    []mesos.Resource            `json:"offered_resources_full,omitempty"`
+}
+
+// StateRecoveredAgent is an agent a restarted master knows from its
+// registry that has not reregistered yet (json(SlaveInfo)).
+type StateRecoveredAgent struct {
+	ID         string            `json:"id"`
+	Hostname   string            `json:"hostname"`
+	Port       int               `json:"port"`
+	Attributes map[string]string `json:"attributes"`
 }
 
 // StateFramework is one framework with its tasks and offers.
@@ -101,8 +125,10 @@ type StateLabel struct {
 	Value string `json:"value,omitempty"`
 }
 
-// StateTask is a task as the master reports it. Like Mesos, it carries no
-// CommandInfo, and secrets in containers and health checks are redacted.
+// StateTask is a task as the master reports it: json(Task) of
+// src/common/http.cpp, in its order. No CommandInfo, no kill policy; the
+// container and the health check are rendered in full (JSON::Protobuf),
+// secrets and all, as Mesos does.
 type StateTask struct {
 	ID          string               `json:"id"`
 	Name        string               `json:"name"`
@@ -110,24 +136,27 @@ type StateTask struct {
 	ExecutorID  string               `json:"executor_id"`
 	SlaveID     string               `json:"slave_id"`
 	State       string               `json:"state"`
-	Role        string               `json:"role"`
 	Resources   StateResources       `json:"resources"`
+	Role        string               `json:"role"`
 	Statuses    []StateTaskStatus    `json:"statuses"`
+	User        string               `json:"user,omitempty"`
 	Labels      []StateLabel         `json:"labels,omitempty"`
 	Discovery   *mesos.DiscoveryInfo `json:"discovery,omitempty"`
 	Container   *mesos.ContainerInfo `json:"container,omitempty"`
 	HealthCheck *mesos.HealthCheck   `json:"health_check,omitempty"`
-	KillPolicy  *mesos.KillPolicy    `json:"kill_policy,omitempty"`
-	// Sandbox is the task's sandbox directory in process mode (an
-	// emulator addition; Mesos reports it through the agent's state).
-	Sandbox string `json:"sandbox,omitempty"`
+	// Sandbox is the task's sandbox directory in process mode. It is an
+	// emulator addition (Mesos shows sandboxes through the agent's state),
+	// named mesostest_sandbox in the JSON.
+	Sandbox string `json:"mesostest_sandbox,omitempty"`
 }
 
-// StateTaskStatus is one entry of a task's status history.
+// StateTaskStatus is one entry of a task's status history (json(TaskStatus)).
 type StateTaskStatus struct {
-	State     string  `json:"state"`
-	Timestamp float64 `json:"timestamp"`
-	Healthy   *bool   `json:"healthy,omitempty"`
+	State           string                 `json:"state"`
+	Timestamp       float64                `json:"timestamp"`
+	Labels          []StateLabel           `json:"labels,omitempty"`
+	ContainerStatus *mesos.ContainerStatus `json:"container_status,omitempty"`
+	Healthy         *bool                  `json:"healthy,omitempty"`
 }
 
 // StateOffer is an outstanding offer.
@@ -138,21 +167,28 @@ type StateOffer struct {
 	Resources   StateResources `json:"resources"`
 }
 
-// State returns the same data as GET /state (the leader's view).
+// State returns the same data as GET /state (the leader's view), plus the
+// agents' *_full resources of GET /slaves.
 func (s *Server) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.stateLocked(true)
 }
 
+// serveState implements GET /state. Like Master::Http::state, a master
+// that does not lead redirects to the leader (503 when there is none).
 func (s *Server) serveState(m *master, w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	st := s.stateLocked(m == s.leader && !s.noLeader)
-	if m != s.leader || s.noLeader {
-		st.PID = fmt.Sprintf("master@%s:%d", s.opts.Hostname, m.port)
+	if s.answerIfNotLeader(m, w, r) {
+		return
 	}
+	s.mu.Lock()
+	st := s.stateLocked(false)
 	s.mu.Unlock()
-	body, err := json.Marshal(st)
+	writeJSONBody(w, st)
+}
+
+func writeJSONBody(w http.ResponseWriter, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -161,15 +197,17 @@ func (s *Server) serveState(m *master, w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-func (s *Server) stateLocked(isLeader bool) State {
+func (s *Server) stateLocked(full bool) State {
 	st := State{
 		Version:                emulatedMesosVersion,
 		ID:                     s.masterID,
 		Hostname:               s.opts.Hostname,
 		StartTime:              unixSeconds(s.started),
 		Slaves:                 []StateAgent{},
+		RecoveredSlaves:        []StateRecoveredAgent{},
 		Frameworks:             []StateFramework{},
 		CompletedFrameworks:    []StateFramework{},
+		OrphanTasks:            []StateTask{},
 		UnregisteredFrameworks: []string{},
 	}
 	if s.leader != nil && !s.noLeader {
@@ -179,22 +217,23 @@ func (s *Server) stateLocked(isLeader bool) State {
 		st.LeaderInfo = &StateMasterInfo{ID: s.masterID, PID: pid, Port: s.leader.port,
 			Hostname: s.opts.Hostname, Version: emulatedMesosVersion}
 	}
-	if !isLeader {
-		// A non-leading master knows no agents or frameworks.
-		return st
-	}
 	for _, a := range s.agentOrder {
-		if a.reachable {
+		switch {
+		case a.recovered:
+			st.RecoveredSlaves = append(st.RecoveredSlaves, StateRecoveredAgent{ID: a.id, Hostname: a.hostname,
+				Port: agentPort, Attributes: attributesOf(a)})
+		case a.reachable:
 			st.ActivatedSlaves++
-		} else {
+			st.Slaves = append(st.Slaves, s.agentStateLocked(a, full))
+		default:
 			st.UnreachableSlaves++
-			continue
 		}
-		st.Slaves = append(st.Slaves, s.agentStateLocked(a))
 	}
 	ids := make([]string, 0, len(s.frameworks))
-	for id := range s.frameworks {
-		ids = append(ids, id)
+	for id, fw := range s.frameworks {
+		if fw.registered {
+			ids = append(ids, id)
+		}
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
@@ -206,56 +245,118 @@ func (s *Server) stateLocked(isLeader bool) State {
 	return st
 }
 
-func (s *Server) agentStateLocked(a *agent) StateAgent {
-	var used, offered mesos.Resources
-	for t := range a.tasks {
-		if !t.released {
-			used.Add(unallocated(t.resources)...)
-		}
+func attributesOf(a *agent) map[string]string {
+	out := map[string]string{}
+	for k, v := range a.cfg.Attributes {
+		out[k] = v
 	}
+	return out
+}
+
+// agentUsedLocked is Resources::sum(slave->usedResources): what the
+// agent's tasks and executors use, reservations and volumes included.
+func agentUsedLocked(a *agent) mesos.Resources {
+	var used mesos.Resources
 	groups := map[*taskGroup]bool{}
 	for t := range a.tasks {
+		if !t.released {
+			used.Add(t.resources...)
+		}
 		if g := t.group; g != nil && !g.released && !groups[g] {
 			groups[g] = true
-			used.Add(unallocated(g.resources)...)
+			used.Add(g.resources...)
 		}
 	}
+	return used
+}
+
+func (s *Server) agentStateLocked(a *agent, full bool) StateAgent {
+	used := agentUsedLocked(a)
+	var offered mesos.Resources
 	for _, o := range a.offers {
-		offered.Add(unallocated(o.resources)...)
+		offered.Add(o.resources...)
 	}
 	sa := StateAgent{
-		ID:                    a.id,
-		PID:                   fmt.Sprintf("slave(1)@%s:%d", a.hostname, agentPort),
-		Hostname:              a.hostname,
-		Port:                  agentPort,
-		Active:                a.reachable,
-		RegisteredTime:        unixSeconds(a.registered),
-		Attributes:            map[string]string{},
-		Resources:             summarize(a.total),
-		UsedResources:         summarize(used),
-		OfferedResources:      summarize(offered),
-		ReservedResources:     map[string]StateResources{},
-		ReservedResourcesFull: map[string][]mesos.Resource{},
+		ID:                  a.id,
+		Hostname:            a.hostname,
+		Port:                agentPort,
+		Attributes:          attributesOf(a),
+		PID:                 fmt.Sprintf("slave(1)@%s:%d", agentIP(a), agentPort),
+		RegisteredTime:      unixSeconds(a.registered),
+		Resources:           summarize(a.total),
+		UsedResources:       summarize(used),
+		OfferedResources:    summarize(offered),
+		ReservedResources:   map[string]StateResources{},
+		UnreservedResources: summarize(unreservedOf(a.total)),
+		Active:              a.reachable,
+		Version:             emulatedMesosVersion,
+		// What the emulated agents do; real 1.12 agents also claim
+		// RESERVATION_REFINEMENT, RESOURCE_PROVIDER, RESIZE_VOLUME,
+		// AGENT_OPERATION_FEEDBACK, AGENT_DRAINING, TASK_RESOURCE_LIMITS.
+		Capabilities: []string{"HIERARCHICAL_ROLE", "MULTI_ROLE"},
 	}
-	for k, v := range a.cfg.Attributes {
-		sa.Attributes[k] = v
+	if !a.reregistered.IsZero() {
+		sa.ReregisteredTime = unixSeconds(a.reregistered)
 	}
-	var unreserved mesos.Resources
-	byRole := map[string]mesos.Resources{}
-	for _, r := range a.total {
-		if r.IsUnreserved() {
-			unreserved = append(unreserved, r)
-			continue
-		}
-		role := r.GetRole()
-		byRole[role] = append(byRole[role], r)
-	}
-	sa.UnreservedResources = summarize(unreserved)
+	byRole := reservationsOf(a.total)
 	for role, rs := range byRole {
 		sa.ReservedResources[role] = summarize(rs)
-		sa.ReservedResourcesFull[role] = append([]mesos.Resource(nil), rs...)
+	}
+	if full {
+		sa.ReservedResourcesFull = map[string][]mesos.Resource{}
+		for role, rs := range byRole {
+			sa.ReservedResourcesFull[role] = endpointFormat(rs)
+		}
+		sa.UnreservedResourcesFull = endpointFormat(unreservedOf(a.total))
+		sa.UsedResourcesFull = endpointFormat(used)
+		sa.OfferedResourcesFull = endpointFormat(offered)
 	}
 	return sa
+}
+
+// reservationsOf is Resources::reservations(): the reserved resources by
+// reservation role.
+func reservationsOf(rs mesos.Resources) map[string]mesos.Resources {
+	out := map[string]mesos.Resources{}
+	for _, r := range unallocated(rs) {
+		if !r.IsUnreserved() {
+			out[r.GetRole()] = append(out[r.GetRole()], r)
+		}
+	}
+	return out
+}
+
+func unreservedOf(rs mesos.Resources) mesos.Resources {
+	var out mesos.Resources
+	for _, r := range unallocated(rs) {
+		if r.IsUnreserved() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// endpointFormat renders resources as convertResourceFormat(ENDPOINT)
+// does (src/common/resources_utils.cpp): "role" and "reservation" as
+// before reservation refinement, and the "reservations" stack as well.
+func endpointFormat(rs mesos.Resources) []mesos.Resource {
+	out := make([]mesos.Resource, 0, len(rs))
+	for _, r := range rs {
+		r.Reservations = nil
+		if role := r.GetRole(); role != "*" && role != "" {
+			ri := mesos.Resource_ReservationInfo{Type: mesos.Resource_ReservationInfo_STATIC.Enum(), Role: proto.String(role)}
+			if r.Reservation != nil {
+				ri.Type = mesos.Resource_ReservationInfo_DYNAMIC.Enum()
+				ri.Principal = r.Reservation.Principal
+				ri.Labels = r.Reservation.Labels
+			}
+			r.Reservations = []mesos.Resource_ReservationInfo{ri}
+		} else {
+			r.Role = proto.String("*")
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 func (s *Server) frameworkStateLocked(fw *framework, current bool) StateFramework {
@@ -293,7 +394,7 @@ func (s *Server) frameworkStateLocked(fw *framework, current bool) StateFramewor
 	}
 	fs.Labels = labelsOf(info.Labels)
 	var used, offered mesos.Resources
-	for _, t := range sortedTasks(fw.tasks) {
+	for _, t := range s.visibleTasksLocked(fw) {
 		fs.Tasks = append(fs.Tasks, taskState(t))
 		if !t.released {
 			used.Add(unallocated(t.resources)...)
@@ -329,28 +430,33 @@ func taskState(t *task) StateTask {
 		ExecutorID:  executorIDForState(t),
 		SlaveID:     t.agent.id,
 		State:       t.state.String(),
-		Role:        t.role,
 		Resources:   summarize(t.resources),
+		Role:        t.role,
 		Statuses:    []StateTaskStatus{},
+		User:        taskUser(&t.info),
 		Labels:      labelsOf(t.info.Labels),
-		Discovery:   t.info.Discovery,
-		KillPolicy:  t.info.KillPolicy,
+		Discovery:   t.rendered.discovery,
+		Container:   t.rendered.container,
+		HealthCheck: t.rendered.healthCheck,
 		Sandbox:     t.sandbox,
 	}
-	if t.info.Container != nil {
-		ts.Container = redactContainer(t.info.Container)
-	}
-	if t.info.HealthCheck != nil {
-		hc := proto.Clone(t.info.HealthCheck).(*mesos.HealthCheck)
-		if hc.Command != nil {
-			redactEnvironment(hc.Command.Environment)
-		}
-		ts.HealthCheck = hc
+	if t.fw.unreachable[t.id] == t {
+		ts.State = mesos.TASK_UNREACHABLE.String()
 	}
 	for _, st := range t.statuses {
-		ts.Statuses = append(ts.Statuses, StateTaskStatus{State: st.State.String(), Timestamp: st.GetTimestamp(), Healthy: st.Healthy})
+		ts.Statuses = append(ts.Statuses, StateTaskStatus{State: st.State.String(), Timestamp: st.GetTimestamp(),
+			Labels: labelsOf(st.Labels), ContainerStatus: st.ContainerStatus, Healthy: st.Healthy})
 	}
 	return ts
+}
+
+// taskUser is Task.user as protobuf::createTask sets it: the command's
+// user, else the executor command's.
+func taskUser(info *mesos.TaskInfo) string {
+	if u := info.GetCommand().GetUser(); u != "" {
+		return u
+	}
+	return info.GetExecutor().GetCommand().GetUser()
 }
 
 // executorIDForState: Mesos reports "" for command tasks (the command
@@ -360,34 +466,6 @@ func executorIDForState(t *task) string {
 		return t.executorID
 	}
 	return ""
-}
-
-// redactContainer removes secret values from a ContainerInfo copy.
-func redactContainer(c *mesos.ContainerInfo) *mesos.ContainerInfo {
-	out := proto.Clone(c).(*mesos.ContainerInfo)
-	for i := range out.Volumes {
-		if src := out.Volumes[i].Source; src != nil && src.Secret != nil {
-			src.Secret = redactSecret(src.Secret)
-		}
-	}
-	return out
-}
-
-func redactEnvironment(env *mesos.Environment) {
-	if env == nil {
-		return
-	}
-	for i := range env.Variables {
-		if env.Variables[i].Secret != nil {
-			env.Variables[i].Secret = redactSecret(env.Variables[i].Secret)
-		}
-	}
-}
-
-// redactSecret keeps a secret's type and reference but never its value.
-func redactSecret(sec *mesos.Secret) *mesos.Secret {
-	out := &mesos.Secret{Type: sec.Type, Reference: sec.Reference}
-	return out
 }
 
 func labelsOf(l *mesos.Labels) []StateLabel {
@@ -428,3 +506,86 @@ func summarize(rs mesos.Resources) StateResources {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// withDefaults returns a copy of a message with every unset optional field
+// that has an explicit default set to it, recursively through the set
+// sub-messages: JSON::Protobuf (3rdparty/stout/include/stout/protobuf.hpp)
+// renders those fields ("interval_seconds": 10 for a health check that
+// does not set it), so the master's JSON has them.
+func withDefaults[T proto.Message](m T) T {
+	if reflect.ValueOf(m).IsNil() {
+		return m
+	}
+	c := proto.Clone(m).(T)
+	fillDefaults(reflect.ValueOf(c).Elem())
+	return c
+}
+
+func fillDefaults(v reflect.Value) {
+	if v.Kind() != reflect.Struct {
+		return
+	}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf, f := t.Field(i), v.Field(i)
+		tag := sf.Tag.Get("protobuf")
+		if tag == "" {
+			continue
+		}
+		def, hasDef := "", false
+		for _, part := range strings.Split(tag, ",") {
+			if strings.HasPrefix(part, "def=") {
+				def, hasDef = strings.TrimPrefix(part, "def="), true
+			}
+		}
+		switch {
+		case f.Kind() == reflect.Pointer && f.IsNil():
+			if hasDef && sf.Name != "Role" { // Resource.role's default is deprecated: not rendered
+				if val, ok := parseDefault(sf.Type.Elem(), def); ok {
+					p := reflect.New(sf.Type.Elem())
+					p.Elem().Set(val)
+					f.Set(p)
+				}
+			}
+		case f.Kind() == reflect.Pointer && f.Elem().Kind() == reflect.Struct:
+			fillDefaults(f.Elem())
+		case f.Kind() == reflect.Struct:
+			fillDefaults(f)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			for j := 0; j < f.Len(); j++ {
+				fillDefaults(f.Index(j))
+			}
+		}
+	}
+}
+
+func parseDefault(t reflect.Type, def string) (reflect.Value, bool) {
+	v := reflect.New(t).Elem()
+	switch t.Kind() {
+	case reflect.Bool:
+		v.SetBool(def == "1" || def == "true")
+	case reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(def, 10, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetInt(n)
+	case reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(def, 10, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		n, err := strconv.ParseFloat(def, 64)
+		if err != nil {
+			return v, false
+		}
+		v.SetFloat(n)
+	case reflect.String:
+		v.SetString(def)
+	default:
+		return v, false
+	}
+	return v, true
+}

@@ -12,9 +12,6 @@ import (
 // maxStatusRetryInterval is the agent's STATUS_UPDATE_RETRY_INTERVAL_MAX.
 const maxStatusRetryInterval = 10 * time.Minute
 
-// maxTaskStatuses bounds the status history kept per task for /state.
-const maxTaskStatuses = 10
-
 // task is a launched task as the master and its agent know it.
 type task struct {
 	id        string
@@ -28,9 +25,27 @@ type task struct {
 	executorID string
 	group      *taskGroup
 
-	state    mesos.TaskState
+	// state is the task's latest state (the agent's view, which the master
+	// tracks as the update's latest_state); lastSource who reported it.
+	state      mesos.TaskState
+	lastSource mesos.TaskStatus_Source
+	// statuses are the statuses the master received (Master::updateTask):
+	// consecutive ones of the same state replace each other.
 	statuses []mesos.TaskStatus
 	healthy  *bool
+	// killedByHealth: the executor killed the task for failing its health
+	// check; its terminal update says healthy: false.
+	killedByHealth bool
+	// executorPid is the container's executor process (or a nested
+	// container's process), for container_status.
+	executorPid int
+	// rendered are the task's messages as /state renders them (defaults
+	// filled in), made once: State() returns the same values every time.
+	rendered struct {
+		discovery   *mesos.DiscoveryInfo
+		container   *mesos.ContainerInfo
+		healthCheck *mesos.HealthCheck
+	}
 	released bool // resources returned to the agent
 
 	// pending holds updates that need an acknowledgement, oldest first; the
@@ -41,19 +56,41 @@ type task struct {
 
 	stateTimer     *time.Timer // staging/starting progression of simulated tasks
 	killing        bool
+	killStart      time.Time   // when the executor sent SIGTERM
+	killDeadline   time.Time   // when it sends SIGKILL
+	killTimer      *time.Timer // the SIGKILL escalation
+	ignoreSIGTERM  bool        // IgnoreSIGTERM fault
 	proc           *taskProcess
 	health         *healthChecker
 	healthOverride *bool // SetTaskHealth
 	sandbox        string
-	removed        bool // no longer tracked by the master (completed or abandoned)
+	// containerID is the task's container: the executor's for a command
+	// or Docker task, the nested container's for a task of a group.
+	containerID string
+	// executorEnv and commandEnv are the environments the command
+	// executor and the task's command were given (process mode).
+	executorEnv environ
+	commandEnv  environ
+	removed     bool // no longer tracked by the master (completed or abandoned)
 }
 
 // taskGroup ties the tasks of one LAUNCH_GROUP to their executor's resources.
 type taskGroup struct {
 	executorID string
+	info       mesos.ExecutorInfo
 	resources  mesos.Resources
 	tasks      []*task
 	released   bool
+	// containerID and sandbox are the executor container's; executorEnv
+	// the default executor's environment (process mode).
+	containerID string
+	sandbox     string
+	executorEnv environ
+	// killingGroup: one task failed or was killed, the executor kills
+	// the others (once).
+	killingGroup bool
+	// unhealthy: the default executor killed a task for its health.
+	unhealthy bool
 }
 
 func (t *task) terminal() bool { return isTerminal(t.state) }
@@ -87,7 +124,12 @@ func (s *Server) launchTaskLocked(fw *framework, a *agent, info mesos.TaskInfo, 
 		resources: cloneResources(info.Resources),
 		state:     mesos.TASK_STAGING,
 		group:     group,
+		// A new container (and run directory) for every launch.
+		containerID: newContainerID(),
 	}
+	t.rendered.discovery = withDefaults(info.Discovery)
+	t.rendered.container = withDefaults(info.Container)
+	t.rendered.healthCheck = withDefaults(info.HealthCheck)
 	if group != nil {
 		t.executorID = group.executorID
 		group.tasks = append(group.tasks, t)
@@ -111,8 +153,11 @@ func (s *Server) runsAsProcess(t *task) bool {
 	if !t.agent.cfg.RunProcesses || t.info.Command == nil {
 		return false
 	}
+	if t.group != nil {
+		return runsNested(t)
+	}
 	if t.info.Executor != nil {
-		return false
+		return false // a custom executor
 	}
 	if c := t.info.Container; c != nil {
 		if c.GetType() == mesos.ContainerInfo_DOCKER || c.Docker != nil {
@@ -134,8 +179,29 @@ func (s *Server) startTaskLocked(t *task) {
 		s.startProcessLocked(t)
 		return
 	}
+	kind := t.executorKind()
+	if kind == commandExecutor || kind == defaultExecutor {
+		// The Mesos containerizer's environment_secret isolator resolves
+		// the secrets before anything starts; the default resolver
+		// cannot resolve references.
+		if _, err := resolvedSecretVariables(t.info.Command); err != nil {
+			reason := mesos.REASON_CONTAINER_LAUNCH_FAILED
+			s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Failed to launch container: "+err.Error(), mesos.SOURCE_AGENT)
+			return
+		}
+	}
 	// Simulated: the executor reports STARTING, then RUNNING.
 	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
+	if kind == commandExecutor && t.info.Command.GetValue() == "" && t.info.Command.Value == nil && !hasImage(t.info.Container) {
+		// The command executor CHECKs for a command to run and aborts;
+		// the agent reports the executor's termination.
+		t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
+			t.stateTimer = nil
+			reason := mesos.REASON_EXECUTOR_TERMINATED
+			s.updateTaskLocked(t, mesos.TASK_FAILED, &reason, "Executor terminated", mesos.SOURCE_AGENT)
+		})
+		return
+	}
 	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
 		t.stateTimer = nil
 		if t.removed || t.terminal() || t.killing {
@@ -146,6 +212,12 @@ func (s *Server) startTaskLocked(t *task) {
 	})
 }
 
+// hasImage tells whether a Mesos containerizer task has its own image
+// (whose entrypoint the docker/runtime isolator makes the command).
+func hasImage(c *mesos.ContainerInfo) bool {
+	return c != nil && c.Mesos != nil && c.Mesos.Image != nil
+}
+
 // updateTaskLocked records a new state reported by the agent or executor
 // and queues the acknowledged status update for the framework.
 func (s *Server) updateTaskLocked(t *task, state mesos.TaskState, reason *mesos.TaskStatus_Reason, message string, source mesos.TaskStatus_Source) {
@@ -154,6 +226,13 @@ func (s *Server) updateTaskLocked(t *task, state mesos.TaskState, reason *mesos.
 	}
 	status := s.newStatus(t, state, reason, message, source)
 	status.UUID = newUUIDBytes()
+	if isTerminal(state) && (t.killedByHealth || (t.group != nil && t.group.unhealthy)) {
+		// executor.cpp / default_executor.cpp: a task killed for a failing
+		// health check (any task of the executor, for the default one) ends
+		// with healthy: false.
+		unhealthy := false
+		status.Healthy = &unhealthy
+	}
 	s.recordStatusLocked(t, status)
 	s.log.Info("task state changed", "frameworkID", t.fw.id, "taskID", t.id, "state", state.String(),
 		"reason", reasonString(reason), "message", message)
@@ -173,6 +252,7 @@ func (s *Server) healthUpdateLocked(t *task, healthy bool) {
 	t.healthy = &h
 	reason := mesos.REASON_TASK_HEALTH_CHECK_STATUS_UPDATED
 	status := s.newStatus(t, mesos.TASK_RUNNING, &reason, "", mesos.SOURCE_EXECUTOR)
+	status.Healthy = &h
 	status.UUID = newUUIDBytes()
 	s.recordStatusLocked(t, status)
 	s.log.Info("task health changed", "frameworkID", t.fw.id, "taskID", t.id, "healthy", healthy)
@@ -194,7 +274,11 @@ func (s *Server) newStatus(t *task, state mesos.TaskState, reason *mesos.TaskSta
 		AgentID:    &mesos.AgentID{Value: t.agent.id},
 		ExecutorID: &mesos.ExecutorID{Value: t.executorID},
 		Timestamp:  &now,
-		Healthy:    t.healthy,
+	}
+	if source == mesos.SOURCE_EXECUTOR {
+		// The agent adds the container's status to the executor's
+		// updates (Slave::_statusUpdate).
+		status.ContainerStatus = s.containerStatusLocked(t)
 	}
 	if reason != nil {
 		r := *reason
@@ -207,22 +291,55 @@ func (s *Server) newStatus(t *task, state mesos.TaskState, reason *mesos.TaskSta
 	return status
 }
 
-// recordStatusLocked applies a status to the master's view of the task.
+// containerStatusLocked is the ContainerStatus the agent attaches: the
+// container's ID (with its parent for a nested one), the executor's pid
+// where the emulator knows it, and the agent's IP as the container's.
+func (s *Server) containerStatusLocked(t *task) *mesos.ContainerStatus {
+	cs := &mesos.ContainerStatus{ContainerID: &mesos.ContainerID{Value: t.containerID}}
+	if t.group != nil {
+		cs.ContainerID.Parent = &mesos.ContainerID{Value: t.group.containerID}
+	}
+	if t.executorPid > 0 {
+		pid := uint32(t.executorPid)
+		cs.ExecutorPID = &pid
+	}
+	ip := agentIP(t.agent)
+	cs.NetworkInfos = []mesos.NetworkInfo{{IPAddresses: []mesos.NetworkInfo_IPAddress{{IPAddress: &ip}}}}
+	return cs
+}
+
+// recordStatusLocked applies a status to the task's (the agent's) state.
 func (s *Server) recordStatusLocked(t *task, status mesos.TaskStatus) {
 	t.state = *status.State
-	t.statuses = append(t.statuses, status)
-	if len(t.statuses) > maxTaskStatuses {
-		t.statuses = append([]mesos.TaskStatus(nil), t.statuses[len(t.statuses)-maxTaskStatuses:]...)
-	}
+	t.lastSource = status.GetSource()
 	if t.terminal() {
 		s.taskTerminatedLocked(t)
 	}
+}
+
+// masterReceivedLocked adds a status the master received to the task's
+// history as Master::updateTask does: one of the same state as the last
+// replaces it, its data is dropped.
+func masterReceivedLocked(t *task, status mesos.TaskStatus) {
+	status.Data = nil
+	// Kept as /state renders it (JSON::Protobuf fills in defaults).
+	status.ContainerStatus = withDefaults(status.ContainerStatus)
+	if n := len(t.statuses); n > 0 && t.statuses[n-1].GetState() == status.GetState() {
+		t.statuses[n-1] = status
+		return
+	}
+	t.statuses = append(t.statuses, status)
 }
 
 // taskTerminatedLocked releases what a terminal task held.
 func (s *Server) taskTerminatedLocked(t *task) {
 	s.stopTimerLocked(t.stateTimer)
 	t.stateTimer = nil
+	if t.proc == nil {
+		// A process keeps its escalation until it exits.
+		s.stopTimerLocked(t.killTimer)
+		t.killTimer = nil
+	}
 	if t.health != nil {
 		t.health.stop()
 		t.health = nil
@@ -244,11 +361,15 @@ func (s *Server) taskTerminatedLocked(t *task) {
 			g.released = true
 			t.agent.free.Add(unallocated(g.resources)...)
 		}
-		// The default executor kills the rest of the group when one fails.
-		if t.state != mesos.TASK_FINISHED && !allDone {
+		// The default executor kills the rest of the group when one fails
+		// or is killed, with its default grace period (default_executor.cpp
+		// waited(): kill(container) without a grace).
+		byExecutor := t.lastSource != mesos.SOURCE_MASTER
+		if byExecutor && (t.state == mesos.TASK_FAILED || t.state == mesos.TASK_KILLED) && !allDone && !g.killingGroup {
+			g.killingGroup = true
 			for _, other := range g.tasks {
 				if !other.terminal() && !other.killing {
-					s.killTaskLocked(other, nil)
+					s.killTaskLocked(other, killRequest{shutdown: true})
 				}
 			}
 		}
@@ -262,7 +383,11 @@ func (s *Server) sendPendingHeadLocked(t *task) {
 		return
 	}
 	s.stopTimerLocked(t.retryTimer)
-	if t.agent.reachable {
+	if t.agent.registeredWithMaster() {
+		// The agent forwards the update through the master, which records
+		// it before passing it on (or dropping it for a disconnected
+		// framework).
+		masterReceivedLocked(t, t.pending[0])
 		t.fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: t.pending[0]}})
 	}
 	interval := t.retryInterval
@@ -294,7 +419,8 @@ func (s *Server) resendPendingUpdateLocked(t *task) {
 // acknowledgeLocked handles ACKNOWLEDGE. Unknown tasks or UUIDs are
 // ignored, as by the master.
 func (s *Server) acknowledgeLocked(fw *framework, ack *scheduler.Call_Acknowledge) {
-	t := fw.tasks[ack.TaskID.Value]
+	// The master forwards acknowledgements to registered agents only.
+	t := s.knownTaskLocked(fw, ack.TaskID.Value)
 	if t == nil || t.agent.id != ack.AgentID.Value || len(t.pending) == 0 ||
 		!bytes.Equal(t.pending[0].UUID, ack.UUID) {
 		s.log.V(1).Info("ignoring acknowledgement", "frameworkID", fw.id, "taskID", ack.TaskID.Value)
@@ -342,60 +468,21 @@ func (s *Server) appendCompletedLocked(fw *framework, t *task) {
 // (its framework is removed): the master marks it TASK_KILLED at once and
 // the agent kills the process.
 func (s *Server) abandonTaskLocked(t *task) {
-	if t.proc != nil {
-		t.proc.terminate(s.killGrace(t))
-	}
+	s.abandonKillLocked(t)
 	if !t.terminal() {
 		reason := mesos.REASON_FRAMEWORK_REMOVED
 		st := s.newStatus(t, mesos.TASK_KILLED, &reason, "Framework removed", mesos.SOURCE_MASTER)
 		s.recordStatusLocked(t, st)
+		masterReceivedLocked(t, st)
 	}
 	s.taskTerminatedLocked(t)
 	s.completeTaskLocked(t)
 }
 
-// killTaskLocked starts killing a task. grace overrides the task's
-// kill_policy when the KILL call carried one.
-func (s *Server) killTaskLocked(t *task, grace *time.Duration) {
-	if t.removed || t.terminal() {
-		return
-	}
-	if t.state == mesos.TASK_STAGING {
-		// Not yet delivered to an executor: the agent drops it.
-		reason := mesos.REASON_TASK_KILLED_DURING_LAUNCH
-		s.updateTaskLocked(t, mesos.TASK_KILLED, &reason, "Killed before delivery to the executor", mesos.SOURCE_AGENT)
-		return
-	}
-	if t.killing {
-		if t.proc != nil && grace != nil {
-			t.proc.terminate(*grace) // a shorter grace escalates, as the executor allows
-		}
-		return
-	}
-	t.killing = true
-	if t.fw.killingState {
-		s.updateTaskLocked(t, mesos.TASK_KILLING, nil, "", mesos.SOURCE_EXECUTOR)
-	}
-	g := s.killGrace(t)
-	if grace != nil {
-		g = *grace
-	}
-	if t.proc != nil {
-		t.proc.terminate(g)
-		return
-	}
-	// Simulated tasks stop as soon as the executor gets around to it.
-	s.stopTimerLocked(t.stateTimer)
-	t.stateTimer = s.afterLocked(s.opts.StartingDelay, func() {
-		t.stateTimer = nil
-		s.updateTaskLocked(t, mesos.TASK_KILLED, nil, "Command terminated with signal Terminated", mesos.SOURCE_EXECUTOR)
-	})
-}
-
 // killLocked handles KILL. Unknown tasks are answered by reconciliation,
 // as the master does.
 func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
-	t := fw.tasks[k.TaskID.Value]
+	t := s.knownTaskLocked(fw, k.TaskID.Value)
 	if t == nil {
 		s.log.Info("kill of unknown task; performing reconciliation", "frameworkID", fw.id, "taskID", k.TaskID.Value)
 		s.reconcileLocked(fw, &scheduler.Call_Reconcile{Tasks: []scheduler.Call_Reconcile_Task{{TaskID: k.TaskID, AgentID: k.AgentID}}})
@@ -410,61 +497,76 @@ func (s *Server) killLocked(fw *framework, k *scheduler.Call_Kill) {
 		grace = &g
 	}
 	s.log.Info("killing task", "frameworkID", fw.id, "taskID", t.id)
-	s.killTaskLocked(t, grace)
+	s.killTaskLocked(t, killRequest{override: grace})
 }
 
 // shutdownLocked handles SHUTDOWN: the executor and all its tasks go.
 func (s *Server) shutdownLocked(fw *framework, sh *scheduler.Call_Shutdown) {
-	for _, t := range sortedTasks(fw.tasks) {
+	for _, t := range s.visibleTasksLocked(fw) {
 		if t.executorID == sh.ExecutorID.Value && t.agent.id == sh.AgentID.Value {
-			s.killTaskLocked(t, nil)
+			s.killTaskLocked(t, killRequest{shutdown: true})
 		}
 	}
 }
 
-// reconcileLocked answers RECONCILE (see Master::reconcile): updates carry
-// REASON_RECONCILIATION, come from the master and have no UUID.
+// knownTaskLocked is Framework::getTask as the master sees it: a live
+// task of a registered agent (not an unreachable one, not one of an agent
+// still to reregister).
+func (s *Server) knownTaskLocked(fw *framework, taskID string) *task {
+	if t := fw.tasks[taskID]; t != nil && t.agent.registeredWithMaster() {
+		return t
+	}
+	return nil
+}
+
+// reconcileLocked answers RECONCILE as Master::reconcile does
+// (src/master/master.cpp): updates from the master, REASON_RECONCILIATION,
+// no UUID. Implicit: every known task (unreachable ones are not). Explicit:
+// (1) known: its latest state (the update in flight, with its health and
+// container status); (2) unknown, agent recovered after a master restart,
+// or no agent given while any agent is: no answer; (3) unknown, agent
+// registered: TASK_GONE; (4) agent unreachable: TASK_UNREACHABLE with the
+// time it was marked so; (6) agent unknown: TASK_UNKNOWN. TASK_LOST
+// instead of (3), (4) and (6) for frameworks that are not partition-aware.
 func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
 	reason := mesos.REASON_RECONCILIATION
-	known := func(t *task, state mesos.TaskState) mesos.TaskStatus {
-		st := s.newStatus(t, state, &reason, "Reconciliation: Latest task state", mesos.SOURCE_MASTER)
+	known := func(t *task) mesos.TaskStatus {
+		st := s.newStatus(t, t.statusUpdateState(), &reason, "Reconciliation: Latest task state", mesos.SOURCE_MASTER)
+		st.Healthy = lastHealth(t)
+		st.ContainerStatus = lastContainerStatus(t)
 		return st
 	}
 	send := func(status mesos.TaskStatus) {
 		fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
 	}
 	if len(rec.Tasks) == 0 {
-		for _, t := range sortedTasks(fw.tasks) {
-			send(known(t, t.statusUpdateState()))
-		}
-		for _, t := range sortedTasks(fw.unreachable) {
-			send(known(t, s.lostState(fw, mesos.TASK_UNREACHABLE)))
+		for _, t := range s.visibleTasksLocked(fw) {
+			send(known(t))
 		}
 		return
 	}
+	anyRecovered := !s.noRecoveredAgentsLocked()
 	for _, rt := range rec.Tasks {
-		if t := fw.tasks[rt.TaskID.Value]; t != nil {
-			send(known(t, t.statusUpdateState()))
+		if t := s.knownTaskLocked(fw, rt.TaskID.Value); t != nil {
+			send(known(t))
 			continue
 		}
-		if t := fw.unreachable[rt.TaskID.Value]; t != nil {
-			st := known(t, s.lostState(fw, mesos.TASK_UNREACHABLE))
-			st.Message = stringPtr("Reconciliation: Task is unreachable")
-			st.UnreachableTime = &mesos.TimeInfo{Nanoseconds: t.agent.unreachableSince.UnixNano()}
-			send(st)
+		var a *agent
+		if rt.AgentID != nil {
+			a = s.agents[rt.AgentID.Value]
+		}
+		if (a != nil && a.recovered) || (rt.AgentID == nil && anyRecovered) {
+			s.log.Info("dropping reconciliation: agents have not reregistered yet", "frameworkID", fw.id, "taskID", rt.TaskID.Value)
 			continue
 		}
 		state, msg := mesos.TASK_UNKNOWN, "Reconciliation: Task is unknown"
 		var unreachableTime *mesos.TimeInfo
-		if rt.AgentID != nil {
-			if a := s.agents[rt.AgentID.Value]; a != nil {
-				if a.reachable {
-					state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
-				} else {
-					state, msg = mesos.TASK_UNREACHABLE, "Reconciliation: Task is unreachable"
-					unreachableTime = &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
-				}
-			}
+		switch {
+		case a != nil && a.registeredWithMaster():
+			state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
+		case a != nil:
+			state, msg = mesos.TASK_UNREACHABLE, "Reconciliation: Task is unreachable"
+			unreachableTime = &mesos.TimeInfo{Nanoseconds: a.unreachableSince.UnixNano()}
 		}
 		st := s.masterStatus(fw, rt.TaskID, state, reason, msg)
 		st.AgentID = rt.AgentID
@@ -524,10 +626,14 @@ func reasonString(r *mesos.TaskStatus_Reason) string {
 	return r.String()
 }
 
-// killGrace is the task's kill_policy grace period, or the default.
-func (s *Server) killGrace(t *task) time.Duration {
-	if kp := t.info.KillPolicy; kp != nil && kp.GracePeriod != nil {
-		return time.Duration(kp.GracePeriod.Nanoseconds)
+// visibleTasksLocked are the framework's live tasks the master knows: not
+// those of agents a restarted master has not heard from again.
+func (s *Server) visibleTasksLocked(fw *framework) []*task {
+	var out []*task
+	for _, t := range sortedTasks(fw.tasks) {
+		if t.agent.registeredWithMaster() {
+			out = append(out, t)
+		}
 	}
-	return s.opts.KillGracePeriod
+	return out
 }

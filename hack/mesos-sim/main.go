@@ -43,6 +43,10 @@ type config struct {
 	heartbeatInterval  time.Duration
 	statusRetry        time.Duration
 	killGrace          time.Duration
+	shutdownGrace      time.Duration
+	reregDelay         time.Duration
+	reregTimeout       time.Duration
+	executorEnv        string
 	credentials        string
 	sandboxRoot        string
 	logLevel           string
@@ -64,7 +68,15 @@ func main() {
 	flag.DurationVar(&c.allocationInterval, "allocation-interval", time.Second, "allocation interval (Mesos --allocation_interval)")
 	flag.DurationVar(&c.heartbeatInterval, "heartbeat-interval", 15*time.Second, "interval of HEARTBEAT events")
 	flag.DurationVar(&c.statusRetry, "status-update-retry", 10*time.Second, "first retry interval of unacknowledged status updates")
-	flag.DurationVar(&c.killGrace, "kill-grace-period", 3*time.Second, "default SIGTERM to SIGKILL grace period")
+	flag.DurationVar(&c.killGrace, "kill-grace-period", 3*time.Second, "default SIGTERM to SIGKILL grace period of the command and default executors")
+	flag.DurationVar(&c.shutdownGrace, "executor-shutdown-grace-period", 5*time.Second,
+		"the agents' --executor_shutdown_grace_period: the Docker executor's default kill grace period")
+	flag.DurationVar(&c.reregDelay, "agent-reregistration-delay", 0,
+		"how long agents take to reregister after /admin/restart-master or /admin/failover (real agents without ZooKeeper: up to their 75s ping timeout)")
+	flag.DurationVar(&c.reregTimeout, "agent-reregister-timeout", 10*time.Minute,
+		"the master's --agent_reregister_timeout: agents not back by then are marked unreachable")
+	flag.StringVar(&c.executorEnv, "executor-environment", "",
+		"the agents' --executor_environment_variables, k=v,k2=v2: executors (and tasks) do not inherit this command's environment")
 	flag.StringVar(&c.credentials, "credentials", "", "require HTTP basic auth: principal:secret[,principal2:secret2]")
 	flag.StringVar(&c.sandboxRoot, "sandbox-root", "", "directory for task sandboxes and volumes (default: a temporary directory, removed at exit)")
 	flag.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -92,15 +104,18 @@ func run(c config) error {
 		return err
 	}
 	opts := mesostest.Options{
-		AllocationInterval:        c.allocationInterval,
-		HeartbeatInterval:         c.heartbeatInterval,
-		StatusUpdateRetryInterval: c.statusRetry,
-		KillGracePeriod:           c.killGrace,
-		Credentials:               creds,
-		SandboxRoot:               c.sandboxRoot,
-		Hostname:                  c.hostname,
-		ServeAdmin:                true,
-		Logger:                    log,
+		AllocationInterval:          c.allocationInterval,
+		HeartbeatInterval:           c.heartbeatInterval,
+		StatusUpdateRetryInterval:   c.statusRetry,
+		KillGracePeriod:             c.killGrace,
+		ExecutorShutdownGracePeriod: c.shutdownGrace,
+		AgentReregistrationDelay:    c.reregDelay,
+		AgentReregisterTimeout:      c.reregTimeout,
+		Credentials:                 creds,
+		SandboxRoot:                 c.sandboxRoot,
+		Hostname:                    c.hostname,
+		ServeAdmin:                  true,
+		Logger:                      log,
 	}
 	server, err := mesostest.NewServerAt(c.listen, opts, agents...)
 	if err != nil {
@@ -156,16 +171,13 @@ func agentConfigs(c config) ([]mesostest.AgentConfig, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--agent-ports: %v", err)
 	}
-	attrs := map[string]string{}
-	for _, kv := range strings.Split(c.agentAttributes, ",") {
-		if kv = strings.TrimSpace(kv); kv == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, fmt.Errorf("--agent-attributes: %q is not k=v", kv)
-		}
-		attrs[k] = v
+	attrs, err := parseKeyValues("--agent-attributes", c.agentAttributes)
+	if err != nil {
+		return nil, err
+	}
+	executorEnv, err := parseKeyValues("--executor-environment", c.executorEnv)
+	if err != nil {
+		return nil, err
 	}
 	var out []mesostest.AgentConfig
 	for i := 0; i < c.agents; i++ {
@@ -179,10 +191,28 @@ func agentConfigs(c config) ([]mesostest.AgentConfig, error) {
 			CPUs: c.agentCPUs, MemMiB: c.agentMem, DiskMiB: c.agentDisk, Ports: agentPorts,
 			Attributes: map[string]string{"agent": fmt.Sprint(i + 1)}, RunProcesses: c.runProcesses,
 		}
+		if len(executorEnv) > 0 {
+			a.ExecutorEnvironment = executorEnv
+		}
 		for k, v := range attrs {
 			a.Attributes[k] = v
 		}
 		out = append(out, a)
+	}
+	return out, nil
+}
+
+func parseKeyValues(flagName, spec string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(spec, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q is not k=v", flagName, kv)
+		}
+		out[k] = v
 	}
 	return out, nil
 }

@@ -39,12 +39,13 @@ func TestFlagParsing(t *testing.T) {
 		t.Fatal("malformed credentials accepted")
 	}
 	agents, err := agentConfigs(config{agents: 2, agentCPUs: 2, agentMem: 1024, agentDisk: 2048,
-		agentPorts: "31000-31001", splitPorts: true, agentAttributes: "zone=a", runProcesses: true})
+		agentPorts: "31000-31001", splitPorts: true, agentAttributes: "zone=a", runProcesses: true,
+		executorEnv: "PATH=/usr/bin:/bin,HOME=/root"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(agents) != 2 || agents[1].Ports[0].Begin != 31001 || agents[0].Attributes["zone"] != "a" ||
-		agents[1].Attributes["agent"] != "2" || !agents[0].RunProcesses {
+		agents[1].Attributes["agent"] != "2" || !agents[0].RunProcesses || agents[1].ExecutorEnvironment["HOME"] != "/root" {
 		t.Fatalf("agents %+v", agents)
 	}
 	if _, err := newZapLogger("loud"); err == nil {
