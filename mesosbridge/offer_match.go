@@ -179,12 +179,12 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 // taskNeeds is a TaskSpec reduced to what fitting an offer looks at.
 type taskNeeds struct {
 	cpus, mem, disk float64
-	// executorCPUs, executorMem are the default executor's share of a task group.
-	executorCPUs, executorMem float64
-	ports                     int
-	volumeID                  string  // persistence ID of the task's volume, "" without one
-	volumeMiB                 float64 // size of a volume to create when the offer does not hold it
-	pinnedAgent               string
+	// executorCPUs, executorMem, executorDisk are the default executor's share of a task group.
+	executorCPUs, executorMem, executorDisk float64
+	ports                                   int
+	volumeID                                string  // persistence ID of the task's volume, "" without one
+	volumeMiB                               float64 // size of a volume to create when the offer does not hold it
+	pinnedAgent                             string
 }
 
 func needsOf(fw FrameworkConfig, spec TaskSpec) taskNeeds {
@@ -195,7 +195,7 @@ func needsOf(fw FrameworkConfig, spec TaskSpec) taskNeeds {
 		ports: len(spec.Ports),
 	}
 	if inTaskGroup(spec) {
-		n.executorCPUs, n.executorMem = executorCPUs, executorMemMiB
+		n.executorCPUs, n.executorMem, n.executorDisk = executorCPUs, executorMemMiB, executorDiskMiB
 	}
 	if spec.Volume != nil {
 		n.volumeID = persistenceID(fw.ClusterUID, spec.Name)
@@ -226,7 +226,7 @@ func (n taskNeeds) fits(s *offerState) string {
 	if uint64(n.ports) > s.portsLeft || !portRunFits(s.ports, n.ports) {
 		return "not enough consecutive ports"
 	}
-	disk := n.disk
+	disk := n.disk + n.executorDisk
 	if n.volumeID != "" && s.volume[n.volumeID] == nil {
 		if volumePool(s.disk, n.volumeMiB) < 0 {
 			return "no disk for the volume"
@@ -297,10 +297,12 @@ func place(in matchInput, spec TaskSpec, need taskNeeds, s *offerState) (launche
 	s.portsLeft -= uint64(need.ports)
 	resources = append(resources, portResources...)
 	var executorResources []mesos.Resource
-	if need.executorCPUs > 0 || need.executorMem > 0 {
+	if need.executorCPUs > 0 || need.executorMem > 0 || need.executorDisk > 0 {
 		executorResources = append(takeScalar(s.cpus, need.executorCPUs), takeScalar(s.mem, need.executorMem)...)
+		executorResources = append(executorResources, takeScalar(s.disk, need.executorDisk)...)
 		s.cpusLeft = roundScalar(s.cpusLeft - need.executorCPUs)
 		s.memLeft = roundScalar(s.memLeft - need.executorMem)
+		s.diskLeft = roundScalar(s.diskLeft - need.executorDisk)
 	}
 
 	p := placement{

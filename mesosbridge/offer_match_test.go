@@ -30,6 +30,9 @@ func scalar(name string, v float64) mesos.Resource {
 }
 
 func makeOffer(o offerSpec) mesos.Offer {
+	if o.disk == 0 {
+		o.disk = 64 // room for default executors (10 MiB each) unless the test says otherwise
+	}
 	off := mesos.Offer{
 		ID: mesos.OfferID{Value: o.id}, FrameworkID: mesos.FrameworkID{Value: "fw"},
 		AgentID: mesos.AgentID{Value: "agent-" + o.host}, Hostname: o.host,

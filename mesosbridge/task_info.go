@@ -28,9 +28,11 @@ const (
 	sandboxDataDir = "data"
 	// What the default executor of a task group takes besides its task: the agent's own
 	// defaults for an executor (DEFAULT_EXECUTOR_CPUS, DEFAULT_EXECUTOR_MEM in
-	// src/slave/constants.hpp).
-	executorCPUs   = 0.1
-	executorMemMiB = 32
+	// src/slave/constants.hpp), and some disk, without which the master refuses the group
+	// ("Executor '<id>' uses no disk", validateExecutor in src/master/validation.cpp).
+	executorCPUs    = 0.1
+	executorMemMiB  = 32
+	executorDiskMiB = 10
 )
 
 // inTaskGroup says whether a task is launched as a task group of the default executor:
