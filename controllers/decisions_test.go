@@ -207,3 +207,51 @@ func TestTrackTasksIgnoresWhatTheOperatorEnded(t *testing.T) {
 		t.Errorf("a rolled task is not a failure: %+v", tr.tasks)
 	}
 }
+
+// "Ready" means working: a server whose API or K3s runtime core does not answer, or an
+// agent whose Node is not Ready, does not serve, however healthy Mesos sees it. Where the
+// operator's checks reach nothing, Mesos' view is all there is.
+func TestReadinessNeedsWhatTheChecksSee(t *testing.T) {
+	run := mesosbridge.TaskRunning
+	server := obsTask(roleServer, 0, run, healthy, "h")
+	agent := obsTask(roleAgent, 0, run, nil, "h")
+	node := func(task string) string { return "demo-" + task }
+	cases := []struct {
+		name          string
+		probe         *probeResult
+		server, agent bool
+	}{
+		{"no checks yet", nil, true, true},
+		{"nothing answers", &probeResult{servers: map[string]serverHealth{"server-0": {taskID: server.TaskID}}, nodesErr: "no server's API answers"}, true, true},
+		{"runtime core not ready, no Node", &probeResult{
+			servers: map[string]serverHealth{"server-0": {taskID: server.TaskID, reachable: true, apiReady: true, message: "runtime core not ready"}},
+			nodes:   map[string]nodeHealth{}}, false, false},
+		{"everything works", &probeResult{
+			servers: map[string]serverHealth{"server-0": {taskID: server.TaskID, reachable: true, apiReady: true, k3sReady: true}},
+			nodes:   map[string]nodeHealth{"demo-agent-0": {ready: true}}}, true, true},
+		{"Node not Ready", &probeResult{
+			servers: map[string]serverHealth{"server-0": {taskID: server.TaskID, reachable: true, apiReady: true, k3sReady: true}},
+			nodes:   map[string]nodeHealth{"demo-agent-0": {message: "container runtime network not ready"}}}, true, false},
+		{"a result for an earlier task of the name", &probeResult{
+			servers: map[string]serverHealth{"server-0": {taskID: "server-0.old", reachable: true}}}, true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := readiness{probe: tc.probe, nodeName: node}
+			if got := r.serves(server); got != tc.server {
+				t.Errorf("server serves = %v, want %v (%s)", got, tc.server, r.why(server))
+			}
+			if got := r.serves(agent); got != tc.agent {
+				t.Errorf("agent serves = %v, want %v (%s)", got, tc.agent, r.why(agent))
+			}
+		})
+	}
+	r := readiness{probe: &probeResult{nodes: map[string]nodeHealth{}}, nodeName: node}
+	if why := r.why(agent); why != "its Node demo-agent-0 has not registered" {
+		t.Errorf("why = %q", why)
+	}
+	stopped := obsTask(roleAgent, 0, mesosbridge.TaskStaging, nil, "h")
+	if r.serves(stopped) || r.why(stopped) != "" {
+		t.Errorf("a task Mesos does not see running never serves, and needs no explaining")
+	}
+}

@@ -1,6 +1,9 @@
 package mesosbridge
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -137,5 +140,57 @@ func TestKillRelaunchesWithNewestSpec(t *testing.T) {
 	sort.Strings(states)
 	if len(states) != 1 || states[0] != "agent-0=TASK_KILLED" {
 		t.Fatalf("completed tasks %v", states)
+	}
+}
+
+// A relaunched task finds its data at the same $DATA_DIR: the volume itself, not a path
+// through one run's sandbox, whose link the agent removes when the task ends (seen on a
+// real Mesos: K3s recorded paths through the first sandbox and broke on every relaunch).
+func TestDataDirIsTheSameOnEveryRun(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{}, mesostest.AgentConfig{Hostname: "127.0.0.1", CPUs: 4, MemMiB: 8192, DiskMiB: 8192,
+		Ports: []mesostest.PortRange{{Begin: 31000, End: 31100}}, RunProcesses: true})
+	b := newTestBridge(t)
+	task := serverSpec()
+	task.Fetch, task.HealthCheck, task.Secrets = nil, nil, nil
+	task.Command = `echo "$DATA_DIR" >> "$DATA_DIR/runs"; exec sleep 600`
+	task.Volume = &VolumeRequest{SizeMiB: 64, ContainerPath: "app-data"}
+	c := newController(t, b, clusterConfig("relaunch", s.URL()), task)
+	sandboxOf := func(taskID string) string {
+		for _, f := range s.State().Frameworks {
+			for _, tk := range f.Tasks {
+				if tk.ID == taskID {
+					return tk.Sandbox
+				}
+			}
+		}
+		return ""
+	}
+	// runsIn reads what the runs wrote, through the given run's sandbox.
+	runsIn := func(sandbox string, n int) []string {
+		var runs []string
+		eventually(t, fmt.Sprintf("%d runs recorded", n), func() bool {
+			b, err := os.ReadFile(filepath.Join(sandbox, "app-data", "runs"))
+			runs = strings.Fields(string(b))
+			return err == nil && len(runs) == n
+		})
+		return runs
+	}
+	first := c.until("first run", allRunning("server-0")).Tasks["server-0"]
+	firstSandbox := sandboxOf(first.TaskID)
+	runsIn(firstSandbox, 1)
+	if err := b.Kill(t.Context(), c.cfg.Key(), "server-0"); err != nil {
+		t.Fatal(err)
+	}
+	second := c.until("second run", func(o Observed) bool {
+		return o.Tasks["server-0"].TaskID != first.TaskID && o.Tasks["server-0"].State == TaskRunning
+	}).Tasks["server-0"]
+	secondSandbox := sandboxOf(second.TaskID)
+	runs := runsIn(secondSandbox, 2)
+	if runs[0] != runs[1] || strings.Contains(runs[0], "/runs/") || strings.HasPrefix(runs[0], secondSandbox) {
+		t.Fatalf("DATA_DIR moved between runs or lies in a run's sandbox: %q (sandbox %s)", runs, secondSandbox)
+	}
+	// The first run's way to the volume is gone: a path through it would be broken.
+	if _, err := os.Stat(filepath.Join(firstSandbox, "app-data", "runs")); err == nil {
+		t.Errorf("the first run's sandbox still reaches the volume; the emulator is kinder than Mesos")
 	}
 }

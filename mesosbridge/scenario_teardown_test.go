@@ -233,3 +233,55 @@ func TestTeardownReleasesVolumesAndReservations(t *testing.T) {
 		t.Fatalf("frameworks left: %+v", fw)
 	}
 }
+
+// reservedFor is the disk still reserved for the role on any agent.
+func reservedFor(s *mesostest.Server, role string) float64 {
+	total := 0.0
+	for _, a := range s.State().Slaves {
+		total += a.ReservedResources[role].Disk
+	}
+	return total
+}
+
+// A task that ignores SIGTERM dies only when Mesos SIGKILLs it at the end of its grace
+// period; the teardown waits longer than that, so the volume is free to destroy before
+// TEARDOWN and nothing stays reserved (seen on a real Mesos: a kill wait equal to the
+// grace period sent TEARDOWN 0.1 s before the task died, and 1 GiB stayed reserved).
+func TestTeardownOutlastsATaskThatIgnoresSIGTERM(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	b := newTestBridge(t, func(o *Options) { o.KillWait, o.KillWaitMargin = 3*time.Second, time.Second })
+	server := smallServer(0)
+	server.Volume = &VolumeRequest{SizeMiB: 256, ContainerPath: "k3s-data"}
+	server.KillGracePeriod = 3 * time.Second
+	cfg := clusterConfig("stubborn", s.URL())
+	c := newController(t, b, cfg, server)
+	task := c.until("server running on its volume", allRunning("server-0")).Tasks["server-0"]
+	if err := s.IgnoreSIGTERM(task.TaskID, true); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	teardownUntilDone(t, b, c.cfg)
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("teardown done after %s, before the task's 3 s grace was over", took)
+	}
+	if got := reservedFor(s, cfg.Role); got != 0 {
+		t.Fatalf("reserved disk after teardown = %v, want 0", got)
+	}
+}
+
+// When TEARDOWN has to go before the release step freed everything, the bridge frees
+// the rest through the master's operator endpoints.
+func TestTeardownReleasesLeftoversThroughTheOperatorAPI(t *testing.T) {
+	s := newEmulator(t, mesostest.Options{})
+	// A release wait too short for any offer to carry the reservations back.
+	b := newTestBridge(t, func(o *Options) { o.ReleaseWait = time.Millisecond })
+	server := smallServer(0)
+	server.Volume = &VolumeRequest{SizeMiB: 128, ContainerPath: "k3s-data"}
+	cfg := clusterConfig("leftovers", s.URL())
+	c := newController(t, b, cfg, server)
+	c.until("server running on its volume", allRunning("server-0"))
+	teardownUntilDone(t, b, c.cfg)
+	if got := reservedFor(s, cfg.Role); got != 0 {
+		t.Fatalf("reserved disk after teardown = %v, want 0", got)
+	}
+}
