@@ -18,7 +18,7 @@ var adminEndpoints = map[string]string{
 	"POST /admin/ignore-sigterm":  "task, ignore (true|false, default true): the task dies only by SIGKILL at the end of its kill grace period",
 	"POST /admin/lose-agent":      "hostname",
 	"POST /admin/restore-agent":   "hostname",
-	"POST /admin/add-agent":       "hostname, cpus, mem, disk, ports (e.g. 31000-32000), run_processes (true|false)",
+	"POST /admin/add-agent":       "hostname, cpus, mem, disk, ports (e.g. 31000-32000), run_processes, own_host, cgroups (true|false)",
 	"POST /admin/drop-stream":     "framework",
 	"POST /admin/stop-heartbeats": "framework, stopped (true|false, default true)",
 	"POST /admin/delay-calls":     "delay (Go duration, 0 to stop)",
@@ -104,12 +104,18 @@ func (s *Server) AdminHandler() http.Handler {
 				return nil, err
 			}
 		}
-		if v := r.Form.Get("run_processes"); v != "" {
-			if cfg.RunProcesses, err = strconv.ParseBool(v); err != nil {
-				return nil, fmt.Errorf("run_processes: %v", err)
+		for name, dst := range map[string]*bool{"run_processes": &cfg.RunProcesses, "own_host": &cfg.OwnHost, "cgroups": &cfg.Cgroups} {
+			if v := r.Form.Get(name); v != "" {
+				if *dst, err = strconv.ParseBool(v); err != nil {
+					return nil, fmt.Errorf("%s: %v", name, err)
+				}
 			}
 		}
-		return map[string]string{"agent_id": s.AddAgent(cfg)}, nil
+		id, err := s.TryAddAgent(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]string{"agent_id": id}, nil
 	})
 	post("/admin/drop-stream", func(r *http.Request) (any, error) { return nil, s.DropStream(r.Form.Get("framework")) })
 	post("/admin/stop-heartbeats", func(r *http.Request) (any, error) {

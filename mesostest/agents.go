@@ -1,7 +1,9 @@
 package mesostest
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"time"
 
@@ -34,6 +36,14 @@ type AgentConfig struct {
 	// LIBPROCESS_IP from it, and PATH defaults to
 	// /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
 	ExecutorEnvironment map[string]string
+	// OwnHost gives the agent a host of its own (see hosts.go): a network namespace with an
+	// address that is also its Hostname. Its tasks' processes and health checks run there.
+	// Needs root; use TryAddAgent to learn why it cannot be had.
+	OwnHost bool
+	// Cgroups runs its containers in cgroups of their own, as the Linux launcher with the
+	// cgroups isolators does (see cgroups.go), so a destroyed container leaves no process.
+	// Needs root and a cgroup v1 freezer hierarchy.
+	Cgroups bool
 }
 
 // agent is an emulated Mesos agent.
@@ -53,6 +63,7 @@ type agent struct {
 
 	offers map[string]*offer
 	tasks  map[*task]struct{}
+	host   *host // OwnHost's network namespace, or nil
 
 	reachable        bool
 	unreachableSince time.Time
@@ -65,12 +76,50 @@ type agent struct {
 }
 
 // AddAgent registers a new agent and returns its agent ID. Its resources are
-// offered from the next allocation round.
+// offered from the next allocation round. It panics where TryAddAgent fails.
 func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
+	id, err := s.TryAddAgent(cfg)
+	if err != nil {
+		panic("mesostest: " + err.Error())
+	}
+	return id
+}
+
+// TryAddAgent is AddAgent, with an error when the agent's OwnHost or Cgroups cannot be
+// had on this machine.
+func (s *Server) TryAddAgent(cfg AgentConfig) (agentID string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return "", errors.New("the emulator is closed")
+	}
+	if cfg.Cgroups && s.cgroups == nil {
+		if os.Geteuid() != 0 {
+			return "", errors.New("cgroups need root")
+		}
+		h, err := findCgroupHierarchies()
+		if err != nil {
+			return "", err
+		}
+		s.cgroups = h
+		s.cgroupsRoot = "mesostest-" + s.masterID
+	}
 	s.nextAgent++
 	n := s.nextAgent
+	var h *host
+	if cfg.OwnHost {
+		if err := canMakeHosts(); err != nil {
+			return "", err
+		}
+		if h, err = s.addHostLocked(n); err != nil {
+			return "", err
+		}
+		if cfg.Hostname != "" && cfg.Hostname != h.ip {
+			h.remove()
+			return "", fmt.Errorf("an agent with its own host is named by its address %s, not %q", h.ip, cfg.Hostname)
+		}
+		cfg.Hostname = h.ip
+	}
 	if cfg.Hostname == "" {
 		if n <= 254 {
 			cfg.Hostname = fmt.Sprintf("127.0.0.%d", n)
@@ -90,6 +139,7 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 		offers:     map[string]*offer{},
 		tasks:      map[*task]struct{}{},
 		reachable:  true,
+		host:       h,
 	}
 	s.nextAgentID++
 	a.url = agentURL(a.hostname)
@@ -111,9 +161,9 @@ func (s *Server) AddAgent(cfg AgentConfig) (agentID string) {
 	s.agentsByHost[a.hostname] = a
 	s.agentOrder = append(s.agentOrder, a)
 	s.log.Info("agent registered", "agentID", a.id, "hostname", a.hostname,
-		"resources", a.total.String(), "runProcesses", cfg.RunProcesses)
+		"resources", a.total.String(), "runProcesses", cfg.RunProcesses, "ownHost", cfg.OwnHost, "cgroups", cfg.Cgroups)
 	s.triggerAllocation()
-	return a.id
+	return a.id, nil
 }
 
 // registeredWithMaster tells whether the master knows the agent as

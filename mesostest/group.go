@@ -38,6 +38,8 @@ type nestedLaunch struct {
 	volumes     []volumeLink // the task's persistent volumes, for the executor sandbox
 	parentPaths []string     // SANDBOX_PATH (PARENT) volumes the default executor adds
 	prepareErr  error
+	host        *host            // the agent's own network namespace, or nil
+	parent      *containerCgroup // the executor container's cgroups, or nil
 }
 
 // defaultExecutorEnvironmentLocked is the default executor's environment:
@@ -81,6 +83,10 @@ func (s *Server) startNestedLocked(t *task) {
 	} else {
 		t.commandEnv = env
 		l.env = env.list()
+	}
+	l.host = t.agent.host
+	if t.agent.cfg.Cgroups && l.prepareErr == nil {
+		l.parent, l.prepareErr = s.groupCgroupLocked(g)
 	}
 	t.proc = &taskProcess{sandbox: t.sandbox, nested: true}
 	s.runTrackedLocked(t, func(proc *taskProcess) { s.runNestedTask(t, proc, l) })
@@ -138,7 +144,7 @@ func (s *Server) runNestedTask(t *task, proc *taskProcess, l nestedLaunch) {
 	s.updateTaskLocked(t, mesos.TASK_STARTING, nil, "", mesos.SOURCE_EXECUTOR)
 	s.mu.Unlock()
 
-	cmd, launchErr := s.prepareNested(l)
+	cmd, gate, launchErr := s.prepareNested(l)
 	s.mu.Lock()
 	if launchErr == nil && (t.removed || t.terminal() || s.closed || t.killing) {
 		launchErr = errors.New("the task was killed before its container launched")
@@ -146,11 +152,21 @@ func (s *Server) runNestedTask(t *task, proc *taskProcess, l nestedLaunch) {
 	var execErr error
 	if launchErr == nil {
 		proc.mu.Lock()
-		execErr = cmd.Start()
+		execErr = l.host.start(cmd)
 		if execErr == nil {
 			proc.pid, proc.group = cmd.Process.Pid, cmd.Process.Pid
+			proc.cgroup = gate.cgroup
+			if err := gate.open(cmd.Process.Pid); err != nil {
+				launchErr = err
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+		} else {
+			gate.abandon()
 		}
 		proc.mu.Unlock()
+	} else {
+		gate.abandon()
 	}
 	if execErr != nil {
 		// The launch helper runs but cannot exec the command: it says so
@@ -207,23 +223,25 @@ func (s *Server) runNestedTask(t *task, proc *taskProcess, l nestedLaunch) {
 	state, msg := commandOutcome(ws, t.killing)
 	s.log.Info("nested container exited", "taskID", t.id, "result", msg)
 	s.updateTaskLocked(t, state, nil, msg, mesos.SOURCE_EXECUTOR)
+	s.groupEndedLocked(t.group)
 }
 
 // prepareNested prepares a nested container: its sandbox, its SANDBOX_PATH
 // volumes, the secrets, the fetched URIs, and the command the launch
 // helper runs (with its environment: never on a command line).
-func (s *Server) prepareNested(l nestedLaunch) (*exec.Cmd, error) {
+func (s *Server) prepareNested(l nestedLaunch) (*exec.Cmd, *launchGate, error) {
+	gate := &launchGate{}
 	if err := os.MkdirAll(l.sandbox, 0o755); err != nil {
-		return nil, fmt.Errorf("Failed to create sandbox: %v", err)
+		return nil, gate, fmt.Errorf("Failed to create sandbox: %v", err)
 	}
 	if l.prepareErr != nil {
-		return nil, l.prepareErr
+		return nil, gate, l.prepareErr
 	}
 	if err := linkSandboxPaths(l.execSandbox, l.sandbox, l.parentPaths); err != nil {
-		return nil, err
+		return nil, gate, err
 	}
 	if _, _, err := s.prepareContainer(l.sandbox, nil, l.command.URIs); err != nil {
-		return nil, err
+		return nil, gate, err
 	}
 	c := l.command
 	cmd := &exec.Cmd{Env: l.env, Dir: l.sandbox, SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
@@ -237,14 +255,75 @@ func (s *Server) prepareNested(l nestedLaunch) (*exec.Cmd, error) {
 		}
 		cmd.Path = resolveExecutable(c.GetValue(), l.env, l.sandbox)
 	default:
-		return nil, errors.New("The 'value' of the command is not specified")
+		return nil, gate, errors.New("The 'value' of the command is not specified")
+	}
+	if l.parent != nil {
+		cg, err := l.parent.nested(l.containerID)
+		if err != nil {
+			return nil, gate, err
+		}
+		if err := gate.wrap(cmd, cg); err != nil {
+			_ = cg.remove()
+			return nil, gate, err
+		}
 	}
 	stdout, stderr, err := openSandboxOutput(l.sandbox)
 	if err != nil {
-		return nil, err
+		gate.abandon()
+		return nil, gate, err
 	}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	return cmd, nil
+	return cmd, gate, nil
+}
+
+// launchGate holds a nested container's command until it is in its cgroups, as the
+// containerizer's launch helper waits on a pipe until the launcher and isolators have
+// placed it (src/slave/containerizer/mesos/launch.cpp): nothing of the task runs outside.
+type launchGate struct {
+	cgroup  *containerCgroup
+	release *os.File
+}
+
+// wrap makes cmd wait on fd 3 before it execs the command (same pid).
+func (g *launchGate) wrap(cmd *exec.Cmd, cg *containerCgroup) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd.Args = append([]string{"sh", "-c", `read -r _ <&3; exec 3<&-; exec "$0" "$@"`, cmd.Path}, cmd.Args[1:]...)
+	cmd.Path = "/bin/sh"
+	cmd.ExtraFiles = append([]*os.File{r}, cmd.ExtraFiles...)
+	g.cgroup, g.release = cg, w
+	return nil
+}
+
+// open puts the started process in its cgroups and lets it run.
+func (g *launchGate) open(pid int) error {
+	if g.release == nil {
+		return nil
+	}
+	defer g.abandonPipe()
+	if err := g.cgroup.join(pid); err != nil {
+		return err
+	}
+	_, err := g.release.WriteString("go\n")
+	return err
+}
+
+// abandon gives up a launch that never started: its cgroups go.
+func (g *launchGate) abandon() {
+	g.abandonPipe()
+	if g.cgroup != nil {
+		_ = g.cgroup.remove()
+		g.cgroup = nil
+	}
+}
+
+func (g *launchGate) abandonPipe() {
+	if g.release != nil {
+		g.release.Close()
+		g.release = nil
+	}
 }
 
 // closeFiles releases the parent's copies of a child's output files.
@@ -257,6 +336,9 @@ func closeFiles(cmd *exec.Cmd) {
 			f.Close()
 		}
 	}
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
 }
 
 // runsNested tells whether a task of a group runs as a process.
@@ -265,4 +347,56 @@ func runsNested(t *task) bool {
 		return false
 	}
 	return !hasImage(t.info.Container)
+}
+
+// groupCgroupLocked is the executor container's cgroups, made with the group's first
+// task: its limits are the executor's resources plus every task's of the group (the agent
+// sizes the executor container with all of them, Slave::launchExecutor).
+func (s *Server) groupCgroupLocked(g *taskGroup) (*containerCgroup, error) {
+	if g.cgroup != nil {
+		return g.cgroup, nil
+	}
+	cpus, mem := scalarOf(g.resources, "cpus"), scalarOf(g.resources, "mem")
+	for _, t := range g.tasks {
+		cpus += scalarOf(t.resources, "cpus")
+		mem += scalarOf(t.resources, "mem")
+	}
+	cg, err := newContainerCgroup(s.cgroups, s.cgroupsRoot, g.containerID, cpus, mem)
+	if err != nil {
+		return nil, err
+	}
+	g.cgroup = cg
+	if s.groupCgroups == nil {
+		s.groupCgroups = map[*containerCgroup]struct{}{}
+	}
+	s.groupCgroups[cg] = struct{}{}
+	return cg, nil
+}
+
+// groupEndedLocked destroys the executor container's cgroups once no task of the group
+// runs: the default executor exits when its last task ended.
+func (s *Server) groupEndedLocked(g *taskGroup) {
+	if g.cgroup == nil {
+		return
+	}
+	for _, t := range g.tasks {
+		if t.proc != nil {
+			return
+		}
+	}
+	delete(s.groupCgroups, g.cgroup)
+	if err := g.cgroup.destroy(); err != nil {
+		s.log.Error(err, "destroying the executor container's cgroups", "executorID", g.executorID)
+	}
+	g.cgroup = nil
+}
+
+// groupCgroupsLocked are the executor containers' cgroups still there (for Close).
+func (s *Server) groupCgroupsLocked() []*containerCgroup {
+	out := make([]*containerCgroup, 0, len(s.groupCgroups))
+	for c := range s.groupCgroups {
+		out = append(out, c)
+	}
+	s.groupCgroups = nil
+	return out
 }

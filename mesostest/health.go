@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -111,6 +110,7 @@ type healthCheckRuntime struct {
 	executorEnv []string
 	commandEnv  []string
 	commandDir  string
+	host        *host // the agent's own network namespace: checks run there
 }
 
 // startHealthCheckLocked starts the task's health check once it runs.
@@ -136,7 +136,7 @@ func (s *Server) startHealthCheckLocked(t *task) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.health = &healthChecker{server: s, cancel: cancel}
 	check := *hc
-	rt := healthCheckRuntime{executorEnv: t.executorEnv.list(), commandEnv: t.executorEnv.list(), commandDir: t.sandbox}
+	rt := healthCheckRuntime{executorEnv: t.executorEnv.list(), commandEnv: t.executorEnv.list(), commandDir: t.sandbox, host: t.agent.host}
 	if t.group != nil {
 		rt.commandEnv = t.commandEnv.list()
 	}
@@ -235,8 +235,7 @@ func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, rt
 	switch hc.Type {
 	case mesos.HealthCheck_TCP:
 		// mesos-tcp-connect --ip=127.0.0.1 --port=<port>.
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", fmt.Sprintf("127.0.0.1:%d", hc.TCP.Port))
+		conn, err := rt.host.dial(ctx, fmt.Sprintf("127.0.0.1:%d", hc.TCP.Port))
 		if err != nil {
 			if timedOut(ctx) {
 				return fmt.Errorf("mesos-tcp-connect timed out after %s", stoutDuration(timeout))
@@ -250,7 +249,7 @@ func probe(ctx context.Context, hc *mesos.HealthCheck, timeout time.Duration, rt
 			scheme = "http"
 		}
 		url := fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, hc.HTTP.Port, hc.HTTP.GetPath())
-		code, err := curlStatus(ctx, url, rt.executorEnv, timeout)
+		code, err := curlStatus(ctx, url, rt.executorEnv, rt.host, timeout)
 		if err != nil {
 			return err
 		}
@@ -270,7 +269,7 @@ func timedOut(ctx context.Context) bool { return errors.Is(ctx.Err(), context.De
 // curl -s -S -L -k -w '%{http_code}' -o /dev/null -g <url>, found through
 // the executor's PATH. Without curl the check fails the way libprocess'
 // subprocess does when execvpe fails (the child exits with errno).
-func curlStatus(ctx context.Context, url string, env []string, timeout time.Duration) (int, error) {
+func curlStatus(ctx context.Context, url string, env []string, h *host, timeout time.Duration) (int, error) {
 	path, err := lookPathIn("curl", env)
 	if err != nil {
 		return 0, fmt.Errorf("curl exited with status %d: EXIT with status %d: Failed to os::execvpe on path 'curl': %d",
@@ -283,7 +282,9 @@ func curlStatus(ctx context.Context, url string, env []string, timeout time.Dura
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	err = cmd.Run()
+	if err = h.start(cmd); err == nil {
+		err = cmd.Wait()
+	}
 	if timedOut(ctx) {
 		return 0, fmt.Errorf("curl timed out after %s", stoutDuration(timeout))
 	}
@@ -338,7 +339,10 @@ func commandCheck(ctx context.Context, c *mesos.CommandInfo, rt healthCheckRunti
 	cmd.Env = list
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	err := cmd.Run()
+	err := rt.host.start(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
 	if timedOut(ctx) {
 		return fmt.Errorf("Command timed out after %s", stoutDuration(timeout))
 	}

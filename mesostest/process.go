@@ -32,11 +32,12 @@ type taskProcess struct {
 	nested bool
 
 	mu          sync.Mutex
-	executorPid int  // the command executor; 0 for nested containers
-	group       int  // process group destroyed with the container
-	pid         int  // the task's command; 0 until started
-	reaped      bool // the task's command ended
-	exited      bool // the container is gone
+	executorPid int              // the command executor; 0 for nested containers
+	cgroup      *containerCgroup // the container's cgroups, destroyed with it; nil without
+	group       int              // process group destroyed with the container
+	pid         int              // the task's command; 0 until started
+	reaped      bool             // the task's command ended
+	exited      bool             // the container is gone
 	// killedBeforeStart records a kill that arrived while launching.
 	killedBeforeStart bool
 }
@@ -77,6 +78,13 @@ func (p *taskProcess) destroy() {
 }
 
 func (p *taskProcess) destroyLocked() {
+	if p.cgroup != nil {
+		// The cgroup holds every process of the container, whatever session it made.
+		if err := p.cgroup.destroy(); err != nil {
+			fmt.Fprintf(os.Stderr, "mesostest: destroying container cgroups: %v\n", err)
+		}
+		p.cgroup = nil
+	}
 	if p.pid > 0 {
 		killTree(p.pid, syscall.SIGKILL)
 	}
@@ -263,6 +271,22 @@ type commandLaunch struct {
 	argv        []string // the command executor's command line
 	volumes     []volumeLink
 	prepareErr  error // isolator preparation failed (e.g. a secret reference)
+	host        *host // the agent's own network namespace, or nil
+	// cgroup, when the agent runs containers in cgroups: the container's, made before it
+	// starts; its limits are the task's resources plus the command executor's allowance.
+	cgroup *containerCgroupSpec
+}
+
+// containerCgroupSpec is what a container's cgroup is made from.
+type containerCgroupSpec struct {
+	h           *cgroupHierarchies
+	root        string
+	containerID string
+	cpus, mem   float64
+}
+
+func (c *containerCgroupSpec) create() (*containerCgroup, error) {
+	return newContainerCgroup(c.h, c.root, c.containerID, c.cpus, c.mem)
 }
 
 // sandboxPathLocked is the task's sandbox, paths::getExecutorRunPath
@@ -314,6 +338,13 @@ func (s *Server) startProcessLocked(t *task) {
 		if len(secrets) > 0 {
 			l.argv = append(l.argv, "--task_environment="+taskEnvironmentJSON(secrets))
 		}
+	}
+	l.host = t.agent.host
+	if t.agent.cfg.Cgroups {
+		// Slave::getExecutorInfo (src/slave/slave.cpp) gives the command executor the task's
+		// resources plus an allowance of 0.1 cpus and 32 MiB.
+		l.cgroup = &containerCgroupSpec{h: s.cgroups, root: s.cgroupsRoot, containerID: t.containerID,
+			cpus: scalarOf(t.resources, "cpus") + 0.1, mem: scalarOf(t.resources, "mem") + 32}
 	}
 	t.proc = &taskProcess{sandbox: t.sandbox}
 	s.runTrackedLocked(t, func(proc *taskProcess) { s.runCommandTask(t, proc, l) })
@@ -402,6 +433,14 @@ func (s *Server) runCommandTask(t *task, proc *taskProcess, l commandLaunch) {
 		Stdout: stdout, Stderr: stderr, ExtraFiles: []*os.File{specR, eventsW},
 		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
 	}
+	var cg *containerCgroup
+	if l.cgroup != nil {
+		if cg, err = l.cgroup.create(); err != nil {
+			closeAll(stdout, stderr, specR, specW, eventsR, eventsW)
+			failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", err))
+			return
+		}
+	}
 
 	s.mu.Lock()
 	if t.removed || t.terminal() || s.closed || t.killing {
@@ -415,15 +454,27 @@ func (s *Server) runCommandTask(t *task, proc *taskProcess, l commandLaunch) {
 		return
 	}
 	proc.mu.Lock()
-	startErr := cmd.Start()
+	startErr := l.host.start(cmd)
 	if startErr == nil {
 		proc.executorPid, proc.group = cmd.Process.Pid, cmd.Process.Pid
+		proc.cgroup = cg
+		if cg != nil {
+			// The executor waits for its task on the spec pipe: it is in its cgroups before
+			// it starts anything.
+			startErr = cg.join(cmd.Process.Pid)
+		}
+	} else if cg != nil {
+		_ = cg.remove()
 	}
 	proc.mu.Unlock()
 	closeAll(stdout, stderr, specR, eventsW)
 	if startErr != nil {
 		s.mu.Unlock()
 		closeAll(specW, eventsR)
+		if cmd.Process != nil { // started, but could not join its cgroups
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 		failLaunch(mesos.REASON_CONTAINER_LAUNCH_FAILED, fmt.Errorf("Failed to launch container: %v", startErr))
 		return
 	}

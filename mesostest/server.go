@@ -150,6 +150,14 @@ type Server struct {
 
 	// processes are the task processes started and not yet exited.
 	processes map[*taskProcess]struct{}
+	// hostNet holds the network namespaces of agents with OwnHost; cgroups the cgroup
+	// hierarchies of agents with Cgroups, whose containers live under cgroupsRoot
+	// (the agent's --cgroups_root, unique per emulator).
+	hostNet     *hostNet
+	cgroups     *cgroupHierarchies
+	cgroupsRoot string
+	// groupCgroups are the executor containers' cgroups of task groups.
+	groupCgroups map[*containerCgroup]struct{}
 
 	// allocationDirty: something changed since the last allocation round;
 	// nextFilterExpiry: when the earliest decline filter lapses.
@@ -344,6 +352,13 @@ func (s *Server) Close() {
 		_ = m.listener.Close()
 	}
 	s.tracker.closeAndWait()
+	s.mu.Lock()
+	groups := s.groupCgroupsLocked()
+	s.closeHostsLocked()
+	s.mu.Unlock()
+	for _, c := range groups {
+		_ = c.destroy()
+	}
 	if s.ownSandbox {
 		_ = os.RemoveAll(s.sandboxDir)
 	}

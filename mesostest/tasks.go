@@ -91,6 +91,8 @@ type taskGroup struct {
 	killingGroup bool
 	// unhealthy: the default executor killed a task for its health.
 	unhealthy bool
+	// cgroup is the executor container's, on an agent with Cgroups.
+	cgroup *containerCgroup
 }
 
 func (t *task) terminal() bool { return isTerminal(t.state) }
