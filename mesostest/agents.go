@@ -102,7 +102,7 @@ func (s *Server) TryAddAgent(cfg AgentConfig) (agentID string, err error) {
 			return "", err
 		}
 		s.cgroups = h
-		s.cgroupsRoot = "mesostest-" + s.masterID
+		s.cgroupsRoot = "mesostest-" + s.instance
 	}
 	s.nextAgent++
 	n := s.nextAgent

@@ -41,13 +41,22 @@ func (s *Server) hostNetLocked() (*hostNet, error) {
 	if s.hostNet != nil {
 		return s.hostNet, nil
 	}
-	var b [3]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, err
+	n := &hostNet{id: s.instance[:4]}
+	// 10.200.0.0/13 holds the subnets; a random free one keeps emulators apart.
+	for try := 0; ; try++ {
+		var b [2]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, err
+		}
+		n.prefix = fmt.Sprintf("10.%d.%d", 200+int(b[0]%8), b[1])
+		out, err := exec.Command("ip", "-o", "route", "show", "to", "exact", n.prefix+".0/24").Output()
+		if err == nil && len(strings.TrimSpace(string(out))) == 0 {
+			break
+		}
+		if try == 20 {
+			return nil, fmt.Errorf("no free subnet in 10.200.0.0/13 for the emulated hosts")
+		}
 	}
-	n := &hostNet{id: fmt.Sprintf("%02x%02x", b[0], b[1])}
-	// 10.200.0.0/13 holds the subnets; the third byte keeps emulators apart.
-	n.prefix = fmt.Sprintf("10.%d.%d", 200+int(b[2]%8), b[1])
 	n.bridge = "mtbr" + n.id
 	if err := run("ip", "link", "add", n.bridge, "type", "bridge"); err != nil {
 		return nil, err
@@ -95,8 +104,8 @@ func (s *Server) addHostLocked(n int) (*host, error) {
 
 // start starts cmd in the host's network namespace (in the emulator's own when h is nil).
 // A child is forked from the calling thread and has that thread's namespaces: the fork runs
-// on a thread locked into the host's namespace, which is thrown away afterwards. The
-// command's argv and pid are its own (nothing like nsenter in between).
+// on a thread locked into the host's namespace for the time being. The command's argv and
+// pid are its own (nothing like nsenter in between).
 func (h *host) start(cmd *exec.Cmd) error {
 	if h == nil {
 		return cmd.Start()
@@ -104,22 +113,38 @@ func (h *host) start(cmd *exec.Cmd) error {
 	return h.inNamespace(cmd.Start)
 }
 
-// inNamespace runs f on a thread in the host's network namespace.
+// inNamespace runs f on a thread in the host's network namespace, then puts the thread
+// back into the emulator's own namespace. The thread must not simply exit (as a locked
+// thread does when its goroutine ends): a child forked earlier from that very thread with
+// Pdeathsig (an operator the playground started, say) would be killed with it.
 func (h *host) inNamespace(f func() error) error {
 	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		runtime.LockOSThread()
+		own, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer own.Close()
 		ns, err := os.Open("/run/netns/" + h.netns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			done <- err
 			return
 		}
 		defer ns.Close()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			done <- fmt.Errorf("setns %s: %v", h.netns, err)
 			return
 		}
-		done <- f()
+		err = f()
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread() // back home: the thread may serve anyone again
+		} // else the thread stays locked and goes with the goroutine
+		done <- err
 	}()
 	return <-done
 }

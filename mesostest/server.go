@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,6 +151,10 @@ type Server struct {
 
 	// processes are the task processes started and not yet exited.
 	processes map[*taskProcess]struct{}
+	// instance names what this emulator makes on the machine (network namespaces, links,
+	// cgroups), so that it can be told apart from another's; unlike the master ID it
+	// survives master restarts.
+	instance string
 	// hostNet holds the network namespaces of agents with OwnHost; cgroups the cgroup
 	// hierarchies of agents with Cgroups, whose containers live under cgroupsRoot
 	// (the agent's --cgroups_root, unique per emulator).
@@ -221,6 +226,7 @@ func newServer(addr string, opts Options, agents []AgentConfig) (*Server, error)
 		opts:         opts,
 		log:          opts.Logger,
 		masterID:     uuid.NewString(),
+		instance:     strings.ReplaceAll(uuid.NewString(), "-", "")[:12],
 		started:      time.Now(),
 		agents:       map[string]*agent{},
 		agentsByHost: map[string]*agent{},
@@ -457,3 +463,8 @@ func (g *goroutineTracker) closeAndWait() {
 	g.mu.Unlock()
 	<-g.done
 }
+
+// Instance names what the emulator makes on the machine: network namespaces mt<instance[:4]>-N,
+// the bridge mtbr<instance[:4]>, veths mtv<instance[:4]>N and the cgroups root
+// mesostest-<instance> (see hosts.go, cgroups.go).
+func (s *Server) Instance() string { return s.instance }
