@@ -37,6 +37,9 @@ type observation struct {
 	// everReady: the cluster has been ready before (status.version is set), so losing
 	// readiness now is Degraded rather than still Provisioning.
 	everReady bool
+	// firstRun: the cluster has not yet run as its spec says (its phase so far was only
+	// Pending or Provisioning), so agents still joining is Provisioning, not Degraded.
+	firstRun bool
 
 	endpoint          string
 	kubeconfigWritten bool
@@ -285,6 +288,8 @@ func phase(ready, reconciling, stalled metav1.Condition, o observation) string {
 		return v1alpha1.PhaseUpdating
 	case reconciling.Status == metav1.ConditionTrue && o.agents.live != o.agents.desired:
 		return v1alpha1.PhaseUpdating
+	case reconciling.Status == metav1.ConditionTrue && o.firstRun:
+		return v1alpha1.PhaseProvisioning
 	case reconciling.Status == metav1.ConditionTrue:
 		return v1alpha1.PhaseDegraded
 	}

@@ -57,6 +57,14 @@ func TestConditionsFromObservation(t *testing.T) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 3, live: 1, running: 1, ready: 1, updated: 1}
 			o.kubeconfigWritten = true
 		}), metav1.ConditionTrue, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonReady, v1alpha1.PhaseUpdating},
+		{"first run: ready, agents launched but not joined yet", with(subscribed(), func(o *observation) {
+			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 2, live: 2, running: 2, updated: 2}
+			o.kubeconfigWritten, o.everReady, o.firstRun = true, true, true
+		}), metav1.ConditionTrue, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonReady, v1alpha1.PhaseProvisioning},
+		{"ran before: agents running but not ready", with(subscribed(), func(o *observation) {
+			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 2, live: 2, running: 2, ready: 1, updated: 2}
+			o.kubeconfigWritten, o.everReady = true, true
+		}), metav1.ConditionTrue, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonReady, v1alpha1.PhaseDegraded},
 		{"everything in place", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 2, live: 2, running: 2, ready: 2, updated: 2}
 			o.kubeconfigWritten = true
