@@ -80,6 +80,9 @@ type probeResult struct {
 	// (nodesErr says why).
 	nodes    map[string]nodeHealth
 	nodesErr string
+	// workload is the client the nodes were read with: the reconciler drains and removes
+	// Nodes through it.
+	workload kubernetes.Interface
 }
 
 // serverHealth is what one server's API answered.
@@ -296,6 +299,9 @@ func (w *probeWorker) round(ctx context.Context, t probeTarget) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, 2*w.probes.timeout)
 	defer cancel()
 	res.nodes, res.nodesErr = readNodes(ctx, workload)
+	if res.nodes != nil {
+		res.workload = workload
+	}
 	res.controlPlane = w.controlPlane.check(ctx, workload, t.generation, anyNodeReady(res.nodes))
 	return res
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,6 +31,7 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	s.obs.datastoreType = c.Spec.Datastore.Type
 	s.obs.servers.desired, s.obs.agents.desired = c.Spec.Servers.Replicas, c.Spec.Agents.Replicas
 	s.obs.everReady = c.Status.Version != ""
+	s.obs.firstRun = c.Status.Phase == "" || c.Status.Phase == v1alpha1.PhasePending || c.Status.Phase == v1alpha1.PhaseProvisioning
 
 	if msg := unsupportedSpec(c); msg != "" && (c.Status.Version == "" || c.Spec.Runtime == v1alpha1.RuntimeDocker) {
 		// Nothing runs yet and nothing could, or what runs cannot be rendered any more:
@@ -94,14 +97,24 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	}
 
 	track := trackTasks(c.Status.Tasks, known, desiredByName, planned.Spec.Version, remediationOf(c.Spec.Remediation), now)
+	var failures []string
 	for _, f := range track.newFailures {
-		r.event(c, corev1.EventTypeWarning, "TaskFailed", "Relaunch", "%s (%s) ended: %s; relaunching after back-off", f.Name, f.TaskID, f.Message)
+		failures = append(failures, fmt.Sprintf("%s (%s) ended: %s; relaunching after back-off", f.Name, f.TaskID, f.Message))
 	}
+	r.eventEach(c, corev1.EventTypeWarning, "TaskFailed", "Relaunch", failures)
 	inBackoff := func(name string) bool { _, ok := track.backoffUntil[name]; return ok }
 	ready := r.readiness(s)
 	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff, ready)
 
-	if kills := append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable, ready)...); len(kills) > 0 {
+	// An agent leaving (scale-down, rollout) is drained first; a Node no task runs for goes.
+	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable, ready)...), known, ready)
+	if waiting == "" {
+		waiting = draining
+	}
+	if problem := r.removeAgentNodes(ctx, s, known, ready); problem != "" && waiting == "" {
+		waiting = problem
+	}
+	if len(kills) > 0 {
 		if err := r.Bridge.Kill(ctx, s.key(), kills...); err != nil {
 			return ctrl.Result{}, fmt.Errorf("killing %v: %w", kills, err)
 		}
@@ -158,6 +171,9 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	res := r.requeue(s, track, requeueSoon, now)
 	if lostWait > 0 && lostWait < res.RequeueAfter {
 		res.RequeueAfter = lostWait
+	}
+	if draining != "" {
+		res.RequeueAfter = min(res.RequeueAfter, drainPoll)
 	}
 	return res, nil
 }
@@ -225,11 +241,13 @@ func (r *K3sClusterReconciler) recordLaunches(c *v1alpha1.K3sCluster, known map[
 	for _, t := range c.Status.Tasks {
 		prev[t.Name] = t.TaskID
 	}
-	for name, o := range known {
-		if o.TaskID != "" && prev[name] != o.TaskID && !o.State.Terminal() {
-			r.event(c, corev1.EventTypeNormal, "TaskLaunched", "Launch", "launched %s as Mesos task %s", name, o.TaskID)
+	var launched []string
+	for _, name := range slices.Sorted(maps.Keys(known)) {
+		if o := known[name]; o.TaskID != "" && prev[name] != o.TaskID && !o.State.Terminal() {
+			launched = append(launched, fmt.Sprintf("launched %s as Mesos task %s", name, o.TaskID))
 		}
 	}
+	r.eventEach(c, corev1.EventTypeNormal, "TaskLaunched", "Launch", launched)
 }
 
 // serverEndpoint is the URL clients and agents use: the endpoint override, else server-0's
