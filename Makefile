@@ -12,6 +12,8 @@ IMAGE_TAR ?= bin/mesosk3s-operator.oci.tar
 CONTROLLER_GEN_VERSION ?= v0.23.0
 # Go test flags; CI and `make test` run everything with the race detector.
 TEST_FLAGS ?= -race -count=1 -timeout 45m
+# Flags for the playground, e.g. `make dev DEV_FLAGS=--ha`.
+DEV_FLAGS ?=
 
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
@@ -81,8 +83,8 @@ test: verify-generated fmt-check vet k3s node-prereqs ## Run every test against 
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 go test $(TEST_FLAGS) ./...
 
 .PHONY: dev
-dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator and a real K3s server, until Ctrl-C.
-	@go run ./hack/dev --assets "$$(hack/envtest-assets.sh)"
+dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator, a real K3s server and real K3s nodes, until Ctrl-C (DEV_FLAGS=--ha: three servers).
+	@go run ./hack/dev --assets "$$(hack/envtest-assets.sh)" $(DEV_FLAGS)
 
 ##@ Build
 

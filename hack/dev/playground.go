@@ -18,13 +18,15 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/hack/hostguard"
 	"github.com/mesosk3s/mesosk3s/hack/testenv"
 	"github.com/mesosk3s/mesosk3s/mesostest"
 )
 
-// Agent attributes the playground sample's constraints use: the K3s server goes to the
-// agent that runs real processes, the K3s agents to simulated ones (there is no
-// container runtime here for a real kubelet).
+// Agent attributes the playground sample's constraints use: K3s servers go to the
+// control-plane hosts, K3s agents to the worker hosts. Every emulated Mesos agent is a host
+// of its own (a network namespace with its own address) whose containers live in cgroups,
+// as the Linux launcher and cgroups isolators make them: real K3s agents run there.
 const (
 	attrPlayground   = "playground"
 	hostControlPlane = "control-plane"
@@ -37,6 +39,9 @@ type playground struct {
 
 	api      *testenv.Env
 	mesos    *mesostest.Server
+	machine  hostguard.Snapshot
+	hosts    []string // the emulated hosts' addresses, control plane first
+	demoHost string   // a node's address, where the demo's NodePort answers
 	operator *operatorProcess
 	logSync  func()
 
@@ -84,11 +89,21 @@ func (p *playground) start(ctx context.Context) error {
 		SandboxRoot:        sandboxes,
 		ServeAdmin:         true,
 		Logger:             zapr.NewLogger(zl),
-	}, p.agents()...)
+	})
 	if err != nil {
 		return fmt.Errorf("starting the Mesos master emulator: %w", err)
 	}
-	p.step("Mesos master emulator at %s with %d agents (logs: %s)", p.mesos.URL(), len(p.agents()), filepath.Join(p.o.stateDir, "mesos.log"))
+	p.machine = hostguard.Take()
+	for _, a := range p.agents() {
+		if _, err := p.mesos.TryAddAgent(a); err != nil {
+			return fmt.Errorf("adding a Mesos agent (real K3s nodes need root, iproute2 and cgroup v1: hack/node-prereqs.sh): %w", err)
+		}
+	}
+	for _, a := range p.mesos.State().Slaves {
+		p.hosts = append(p.hosts, a.Hostname)
+	}
+	p.step("Mesos master emulator at %s (instance %s) with %d agents, each a host of its own: %s (logs: %s)", p.mesos.URL(),
+		p.mesos.Instance(), len(p.hosts), strings.Join(p.hosts, ", "), filepath.Join(p.o.stateDir, "mesos.log"))
 
 	if err := p.runOperator(); err != nil {
 		return err
@@ -114,17 +129,21 @@ func (p *playground) restartOperator() error {
 	return p.runOperator()
 }
 
+// agents are the Mesos agents: p.o.servers control-plane hosts, p.o.agents worker hosts.
 func (p *playground) agents() []mesostest.AgentConfig {
-	ports := []mesostest.PortRange{{Begin: 31000, End: 31099}}
-	agents := []mesostest.AgentConfig{{
-		Hostname: "127.0.0.1", CPUs: 2, MemMiB: 4096, DiskMiB: 8192, Ports: ports,
-		Attributes: map[string]string{attrPlayground: hostControlPlane}, RunProcesses: true,
-	}}
+	host := func(kind string) mesostest.AgentConfig {
+		return mesostest.AgentConfig{
+			CPUs: 2, MemMiB: 4096, DiskMiB: 8192, Ports: []mesostest.PortRange{{Begin: 31000, End: 31099}},
+			Attributes:   map[string]string{attrPlayground: kind},
+			RunProcesses: true, OwnHost: true, Cgroups: true,
+		}
+	}
+	var agents []mesostest.AgentConfig
+	for i := 0; i < p.o.servers; i++ {
+		agents = append(agents, host(hostControlPlane))
+	}
 	for i := 0; i < p.o.agents; i++ {
-		agents = append(agents, mesostest.AgentConfig{
-			Hostname: fmt.Sprintf("127.0.0.%d", i+2), CPUs: 2, MemMiB: 4096, DiskMiB: 8192, Ports: ports,
-			Attributes: map[string]string{attrPlayground: hostWorkers},
-		})
+		agents = append(agents, host(hostWorkers))
 	}
 	return agents
 }
@@ -146,11 +165,14 @@ func (p *playground) applySample(ctx context.Context) error {
 	if err := unstructured.SetNestedField(obj.Object, "file://"+p.o.k3sBinary, "spec", "binaryURL"); err != nil {
 		return err
 	}
+	if err := p.withNodeAssets(obj); err != nil {
+		return err
+	}
 	if err := p.api.Client.Create(ctx, obj); err != nil {
 		return fmt.Errorf("applying %s: %w", p.o.sample, err)
 	}
 	p.cluster = client.ObjectKeyFromObject(obj)
-	p.step("applied K3sCluster %s (runtime Binary, binaryURL file://%s)", p.cluster, p.o.k3sBinary)
+	p.step("applied K3sCluster %s (runtime Binary, binaryURL file://%s; node assets from %s)", p.cluster, p.o.k3sBinary, p.o.nodeAssets)
 	return nil
 }
 
@@ -202,9 +224,6 @@ func progressLine(c *v1alpha1.K3sCluster) string {
 }
 
 func (p *playground) printNextSteps() {
-	kc := p.kubeconfig
-	name := p.cluster.Name
-	clusterKubeconfig := filepath.Join(p.o.stateDir, name+".kubeconfig")
 	fmt.Fprintf(p.out, `
 The playground is up. In another shell:
 
@@ -212,31 +231,44 @@ The playground is up. In another shell:
   # watch the cluster (-o wide adds the endpoint); conditions and events:
   kubectl get k3sc -w
   kubectl describe k3sc %[2]s
-  # scale the agents (simulated: there is no container runtime here for a kubelet):
+  # scale the agents: a new real node joins; scaling down drains and removes nodes
   kubectl scale k3scluster %[2]s --replicas=3
 
-  # the admin kubeconfig the operator wrote, used against the real K3s server:
-  kubectl get secret %[2]s-kubeconfig -o jsonpath='{.data.value}' | base64 -d > %[3]s
-  kubectl --kubeconfig %[3]s get --raw /readyz
-  kubectl --kubeconfig %[3]s get namespaces
+  # the workload cluster, through the admin kubeconfig the operator wrote
+  # (kubectl get secret %[2]s-kubeconfig -o jsonpath='{.data.value}' | base64 -d):
+  kubectl --kubeconfig %[3]s get nodes -o wide
+  kubectl --kubeconfig %[3]s get pods -o wide
+  kubectl --kubeconfig %[3]s logs deploy/%[4]s
+  kubectl --kubeconfig %[3]s exec deploy/%[4]s -- ps
+  curl http://%[5]s:%[6]d/
 
   # the Mesos emulator's view, and its fault injection endpoints:
-  curl -s %[4]s/state
-  curl -s %[4]s/admin
+  curl -s %[7]s/state
+  curl -s %[7]s/admin
 
-The K3s server is a real process (sandbox under %[5]s).
+Every Mesos agent is a host of its own (%[8]s); the K3s processes, containerd and the
+pods run in their tasks' sandboxes under %[9]s.
 Press Ctrl-C to stop everything.
-`, kc, name, clusterKubeconfig, p.mesos.URL(), filepath.Join(p.o.stateDir, "sandboxes"))
+`, p.kubeconfig, p.cluster.Name, p.clusterKubeconfig(), demoName, p.demoHost, demoNodePort,
+		p.mesos.URL(), strings.Join(p.hosts, ", "), filepath.Join(p.o.stateDir, "sandboxes"))
 }
 
 // shutdown stops what start started, newest first: the operator (Mesos keeps the
-// tasks), the emulator (which kills every task process, K3s included), the API server.
+// tasks), the emulator (which destroys every container, K3s and its pods included, and
+// removes the hosts' namespaces and links), the API server; then it puts back what the
+// kubelets changed on the machine.
 func (p *playground) shutdown() {
 	if p.operator != nil {
 		p.operator.stop(5 * time.Second)
 	}
 	if p.mesos != nil {
 		p.mesos.Close()
+		for _, c := range p.machine.Restore() {
+			fmt.Fprintf(p.out, "    put back: %s\n", c)
+		}
+		if left := hostguard.Leftovers(p.mesos.Instance(), p.o.stateDir); len(left) > 0 {
+			fmt.Fprintf(p.out, "    left behind (remove by hand): %s\n", strings.Join(left, "; "))
+		}
 	}
 	if p.logSync != nil {
 		p.logSync()
