@@ -26,13 +26,16 @@ import (
 
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/mesosk3s/mesosk3s/hack/hostguard"
 	"github.com/mesosk3s/mesosk3s/hack/testenv"
 )
 
 // TestPlaygroundEndToEnd drives `make dev` the way a person would: start it, wait for
-// Ready, use the kubeconfig from the Secret with the real kubectl against the real K3s
-// server, scale, kill the K3s process and watch it come back with the same CAs, delete,
-// stop, and check that nothing is left running.
+// Ready and the demo workload, use the kubeconfig from the Secret with the real kubectl
+// against the real K3s cluster (nodes, pods, logs, exec), look for secrets in the process
+// list, upgrade the operator, scale the agents up and down (drained, Nodes removed), kill
+// an agent and the server (twice) and watch them come back working, delete the CA Secret,
+// delete the cluster, stop, and check that nothing is left on the machine.
 func TestPlaygroundEndToEnd(t *testing.T) {
 	root := testenv.RepoRoot()
 	k3s := filepath.Join(root, "bin", "k3s")
@@ -41,6 +44,9 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 			t.Fatalf("bin/k3s is missing (hack/build-k3s.sh builds it): %v", err)
 		}
 		t.Skip("bin/k3s is missing; `make test` builds it (hack/build-k3s.sh)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("real K3s nodes need root")
 	}
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
@@ -53,8 +59,11 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 
 	state := filepath.Join(work, "state")
 	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets,
+		"--node-assets", filepath.Join(root, "bin", "node"),
 		"--sample", filepath.Join(root, "config/samples/playground/k3scluster.yaml"))
-	pg.waitOutput(t, "is Ready after", 4*time.Minute)
+	ready := pg.waitOutput(t, "is Ready after", 4*time.Minute)
+	answers := pg.waitOutput(t, "answers at", 3*time.Minute)
+	t.Logf("make dev: %s; %s", ready, answers)
 
 	// A second playground on the same state fails at once with a clear message.
 	out, err := exec.Command(dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets).CombinedOutput()
@@ -65,18 +74,14 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	mgmt := kubectlAt(filepath.Join(state, "kubeconfig"))
 	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=60s")
 
-	// The admin kubeconfig from the Secret works against the real K3s server.
+	// The admin kubeconfig from the Secret works against the real K3s server, and K3s
+	// refuses a client certificate from another CA: the server runs with our CAs.
 	clusterKC := filepath.Join(work, "playground.kubeconfig")
 	writeKubeconfigFromSecret(t, mgmt, clusterKC)
-	k3sctl := kubectlAt(clusterKC)
-	if got := k3sctl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+	wl := kubectlAt(clusterKC)
+	if got := wl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
 		t.Fatalf("/readyz through the kubeconfig answered %q", got)
 	}
-	if got := k3sctl.run(t, "get", "namespaces", "-o", "name"); !strings.Contains(got, "namespace/kube-system") {
-		t.Fatalf("kubectl get namespaces: %q", got)
-	}
-	// K3s refuses a client certificate from another CA: the test above would fail if the
-	// server did not run with our CAs.
 	foreign := filepath.Join(work, "foreign.kubeconfig")
 	writeForeignKubeconfig(t, clusterKC, foreign)
 	if out, err := kubectlAt(foreign).try("get", "--raw", "/readyz"); err == nil {
@@ -85,33 +90,64 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		t.Fatalf("want Unauthorized for a foreign client certificate, got: %s", out)
 	}
 
-	// An upgrade of the operator alone relaunches nothing: another build replaces the
-	// binary, the playground restarts it (SIGHUP), and the cluster keeps the very same
-	// Mesos tasks.
+	// Real nodes: both agents Ready, the demo pod Running and answering from the machine,
+	// kubectl logs and exec through K3s's tunnel to the kubelets.
+	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1"}, time.Minute)
+	checkDemo(t, wl)
+	noSecretsInProcessList(t, mgmt, state)
+
+	// An upgrade of the operator alone relaunches nothing.
 	upgradeOperatorInPlace(t, pg, root, manager, filepath.Join(state, "operator.log"), mgmt)
 
-	// Scale to three agents and back to one.
+	// Scale to three agents: a third node joins. Back to one: the two leaving are
+	// cordoned and drained while their tasks still run, then killed and their Nodes gone.
 	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=3")
-	waitJSONPath(t, mgmt, "{.status.agents.replicas}", "3", time.Minute)
-	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=1")
-	waitJSONPath(t, mgmt, "{.status.agents.replicas}", "1", time.Minute)
-
-	// Kill the K3s server process: Mesos reports the task failed, the operator relaunches
-	// it with the same CAs, and the (possibly rewritten) kubeconfig works again.
-	pid := findProcess(t, state, "server")
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitJSONPath(t, mgmt, `{.status.tasks[?(@.name=="server-0")].restarts}`, "1", time.Minute)
+	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1", "playground-agent-2"}, 3*time.Minute)
 	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=120s")
+	scaleDownDrains(t, mgmt, wl)
+	checkDemo(t, wl)
+
+	// SIGKILL the agent: Mesos destroys its container (pods included), the operator
+	// removes its Node and relaunches it, and the same node rejoins Ready.
+	killAgentAndRejoin(t, mgmt, wl, state)
+	checkDemo(t, wl)
+
+	// Kill the K3s server twice: each time Mesos reports the task failed, the operator
+	// relaunches it on the same data and CAs; then it must still work, not only answer:
+	// an agent joins and a workload is scheduled and runs.
+	for i := 1; i <= 2; i++ {
+		pid := findProcess(t, state, "server")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitJSONPath(t, mgmt, `{.status.tasks[?(@.name=="server-0")].restarts}`, strconv.Itoa(i), time.Minute)
+		mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=180s")
+	}
 	writeKubeconfigFromSecret(t, mgmt, clusterKC)
-	if got := k3sctl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
-		t.Fatalf("/readyz after the relaunch answered %q", got)
+	mgmt.run(t, "scale", "k3scluster", "playground", "--replicas=2")
+	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1"}, 3*time.Minute)
+	wl.run(t, "scale", "deployment", demoName, "--replicas=2")
+	wl.run(t, "rollout", "status", "deployment/"+demoName, "--timeout=120s")
+	checkDemo(t, wl)
+
+	// The CA Secret deleted under a running cluster: nothing is relaunched or re-keyed, and
+	// the status says why the cluster is Stalled.
+	before := mgmt.run(t, "get", "k3sc", "playground", "-o", "jsonpath={.status.tasks[*].taskID}")
+	mgmt.run(t, "delete", "secret", "playground-ca")
+	waitJSONPath(t, mgmt, `{.status.conditions[?(@.type=="Stalled")].reason}`, "SecretLost", time.Minute)
+	if msg := mgmt.run(t, "get", "k3sc", "playground", "-o", `jsonpath={.status.conditions[?(@.type=="Stalled")].message}`); !strings.Contains(msg, "playground-ca") {
+		t.Errorf("the Stalled message does not name the deleted Secret: %q", msg)
+	}
+	if after := mgmt.run(t, "get", "k3sc", "playground", "-o", "jsonpath={.status.tasks[*].taskID}"); after != before {
+		t.Fatalf("deleting the CA Secret changed the tasks: %q -> %q", before, after)
+	}
+	if got := wl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/readyz after the CA Secret was deleted: %q", got)
 	}
 
 	// Delete: nothing of the cluster remains in the emulator.
 	mesosURL := pg.mesosURL(t)
-	mgmt.run(t, "delete", "k3sc", "playground", "--timeout=90s")
+	mgmt.run(t, "delete", "k3sc", "playground", "--timeout=120s")
 	var mesosState struct {
 		Frameworks []struct {
 			Name  string            `json:"name"`
@@ -127,9 +163,10 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		}
 	}
 
+	instance := pg.instance(t)
 	pg.stop(t)
-	if left := processesUnder(state); len(left) > 0 {
-		t.Fatalf("processes left behind: %v", left)
+	if left := hostguard.Leftovers(instance, state); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
 	}
 }
 
@@ -244,6 +281,14 @@ func startPlayground(t *testing.T, binary string, args ...string) *playgroundPro
 		case <-p.done:
 		case <-time.After(60 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			// Nothing removed the emulator's hosts and cgroups: sweep them.
+			for _, line := range strings.Split(p.output.String(), "\n") {
+				if _, rest, ok := strings.Cut(line, "(instance "); ok {
+					for _, done := range hostguard.Sweep(strings.SplitN(rest, ")", 2)[0]) {
+						t.Logf("sweep: %s", done)
+					}
+				}
+			}
 		}
 		for _, dir := range stateDirs(args) {
 			for _, left := range processesUnder(dir) {
@@ -266,7 +311,7 @@ func stateDirs(args []string) []string {
 	return nil
 }
 
-func (p *playgroundProcess) waitOutput(t *testing.T, want string, timeout time.Duration) {
+func (p *playgroundProcess) waitOutput(t *testing.T, want string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
@@ -277,12 +322,24 @@ func (p *playgroundProcess) waitOutput(t *testing.T, want string, timeout time.D
 			}
 			p.output.WriteString(line + "\n")
 			if strings.Contains(line, want) {
-				return
+				return strings.TrimSpace(line)
 			}
 		case <-deadline:
 			t.Fatalf("no %q from make dev within %s:\n%s", want, timeout, p.output)
 		}
 	}
+}
+
+// instance reads the emulator's instance (what names its namespaces, links and cgroups)
+// from the playground's output.
+func (p *playgroundProcess) instance(t *testing.T) string {
+	for _, line := range strings.Split(p.output.String(), "\n") {
+		if _, rest, ok := strings.Cut(line, "(instance "); ok {
+			return strings.SplitN(rest, ")", 2)[0]
+		}
+	}
+	t.Fatalf("no emulator instance in:\n%s", p.output)
+	return ""
 }
 
 // mesosURL reads the emulator's address from the playground's output.
