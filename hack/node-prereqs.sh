@@ -2,8 +2,9 @@
 # Installs the Debian packages a real K3s agent needs on this kind of machine (see
 # hack/nodecheck/RECIPE.md): containerd (K3s execs it from PATH: the cmd/server build of K3s
 # embeds none), runc, the CNI plugins, iptables (kube-proxy, flannel), busybox-static (the
-# one binary of the local test image), plus util-linux (unshare, nsenter, flock) and iproute2
-# (ip) when missing.
+# one binary of the local test image), plus util-linux (unshare, nsenter, flock), iproute2
+# (ip) and curl (Mesos runs HTTP health checks with it, src/checks/checker_process.cpp, and
+# so does the emulator) when missing.
 #
 # Idempotent: asks apt only for what dpkg does not list as installed, and runs
 # `apt-get update` only when something has to be installed. Silent unless something fails
@@ -14,7 +15,7 @@ set -eu
 verbose="${NODE_PREREQS_VERBOSE:-0}"
 [ "${1:-}" = "-v" ] && verbose=1
 
-packages="containerd runc containernetworking-plugins iptables busybox-static util-linux iproute2"
+packages="containerd runc containernetworking-plugins iptables busybox-static util-linux iproute2 curl"
 lock="${NODE_PREREQS_LOCK:-/run/lock/mesosk3s-node-prereqs.lock}"
 
 missing() {
