@@ -250,13 +250,33 @@ func killAgentAndRejoin(t *testing.T, mgmt, wl kubectl, state string) {
 
 func freezerCgroup(t *testing.T, pid int) string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	c, err := cgroupOf(pid, "freezer")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// cgroupOf is a process's cgroup in one v1 hierarchy.
+func cgroupOf(pid int, hierarchy string) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == "freezer" {
-			return parts[2]
+		if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == hierarchy {
+			return parts[2], nil
+		}
+	}
+	return "", nil
+}
+
+// processEnv is one variable of a process's environment.
+func processEnv(pid int, name string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
 		}
 	}
 	return ""
@@ -297,4 +317,46 @@ func keys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// logNodeMemory reports, for each K3s process of the playground, the resident memory of
+// its Mesos container: the sum of VmRSS of every process in the container's cgroup (K3s,
+// containerd, shims, pods), and the memory cgroup's usage (which adds the page cache).
+// A measurement for docs/performance.md, not an assertion.
+func logNodeMemory(t *testing.T, state string) {
+	t.Helper()
+	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
+		pidText, line, _ := strings.Cut(p, ": ")
+		if !strings.HasPrefix(line, "k3s server") && !strings.HasPrefix(line, "k3s agent") {
+			continue
+		}
+		pid, _ := strconv.Atoi(pidText)
+		cgroup := freezerCgroup(t, pid)
+		var rss int64
+		procs := cgroupProcs(cgroup)
+		for _, q := range procs {
+			rss += vmRSS(q)
+		}
+		// The memory cgroup is the executor's for a task of a group (share_cgroups), so the
+		// usage is the container's and its executor's.
+		memory, _ := cgroupOf(pid, "memory")
+		usage, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", memory, "memory.usage_in_bytes"))
+		used, _ := strconv.ParseInt(strings.TrimSpace(string(usage)), 10, 64)
+		t.Logf("memory: %s on %s: %d processes, RSS %d MiB, memory cgroup usage %d MiB", strings.Fields(line)[1], processEnv(pid, "HOST"), len(procs), rss>>20, used>>20)
+	}
+}
+
+// vmRSS is a process's resident set in bytes (0 if it is gone).
+func vmRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -37,26 +37,7 @@ import (
 // an agent and the server (twice) and watch them come back working, delete the CA Secret,
 // delete the cluster, stop, and check that nothing is left on the machine.
 func TestPlaygroundEndToEnd(t *testing.T) {
-	root := testenv.RepoRoot()
-	k3s := filepath.Join(root, "bin", "k3s")
-	if _, err := os.Stat(k3s); err != nil {
-		if os.Getenv("MESOSK3S_REQUIRE_K3S") != "" {
-			t.Fatalf("bin/k3s is missing (hack/build-k3s.sh builds it): %v", err)
-		}
-		t.Skip("bin/k3s is missing; `make test` builds it (hack/build-k3s.sh)")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("real K3s nodes need root")
-	}
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
-	}
-	work := t.TempDir()
-	dev, manager := filepath.Join(work, "dev"), filepath.Join(work, "manager")
-	goBuild(t, root, dev, "./hack/dev")
-	goBuild(t, root, manager, ".")
-
+	root, k3s, assets, work, dev, manager := e2eSetup(t)
 	state := filepath.Join(work, "state")
 	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets,
 		"--node-assets", filepath.Join(root, "bin", "node"),
@@ -94,6 +75,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	// kubectl logs and exec through K3s's tunnel to the kubelets.
 	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1"}, time.Minute)
 	checkDemo(t, wl)
+	logNodeMemory(t, state)
 	noSecretsInProcessList(t, mgmt, state)
 
 	// An upgrade of the operator alone relaunches nothing.
@@ -168,6 +150,33 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	if left := hostguard.Leftovers(instance, state); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// e2eSetup skips without what real nodes need (root, bin/k3s: a failure with
+// MESOSK3S_REQUIRE_K3S), and builds the playground and the operator into a temporary
+// directory.
+func e2eSetup(t *testing.T) (root, k3s, assets, work, dev, manager string) {
+	t.Helper()
+	root = testenv.RepoRoot()
+	k3s = filepath.Join(root, "bin", "k3s")
+	if _, err := os.Stat(k3s); err != nil {
+		if os.Getenv("MESOSK3S_REQUIRE_K3S") != "" {
+			t.Fatalf("bin/k3s is missing (hack/build-k3s.sh builds it): %v", err)
+		}
+		t.Skip("bin/k3s is missing; `make test` builds it (hack/build-k3s.sh)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("real K3s nodes need root")
+	}
+	assets = os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test`")
+	}
+	work = t.TempDir()
+	dev, manager = filepath.Join(work, "dev"), filepath.Join(work, "manager")
+	goBuild(t, root, dev, "./hack/dev")
+	goBuild(t, root, manager, ".")
+	return root, k3s, assets, work, dev, manager
 }
 
 // upgradeOperatorInPlace swaps the operator binary for a build with another version,

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mesosk3s/mesosk3s/hack/hostguard"
+)
+
+// TestPlaygroundHA runs `make dev --ha`: three real K3s servers on embedded etcd, each on
+// a host of its own, and two real agents. It checks that etcd has three healthy members,
+// SIGKILLs the first server (the one the kubeconfig points at, which started etcd), sees
+// the API answer through another server meanwhile, and waits until the killed server is
+// back as a member and etcd has three healthy members again.
+func TestPlaygroundHA(t *testing.T) {
+	root, k3s, assets, work, dev, manager := e2eSetup(t)
+	state := filepath.Join(work, "state")
+	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets,
+		"--node-assets", filepath.Join(root, "bin", "node"), "--ha", "--agents", "2",
+		"--sample", filepath.Join(root, "config/samples/playground/k3scluster-ha.yaml"))
+	ready := pg.waitOutput(t, "is Ready after", 6*time.Minute)
+	answers := pg.waitOutput(t, "answers at", 3*time.Minute)
+	t.Logf("make dev --ha: %s; %s", ready, answers)
+
+	mgmt := kubectlAt(filepath.Join(state, "kubeconfig"))
+	clusterKC := filepath.Join(work, "playground.kubeconfig")
+	writeKubeconfigFromSecret(t, mgmt, clusterKC)
+	wl := kubectlAt(clusterKC)
+	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1"}, time.Minute)
+
+	etcd := newEtcdClient(t, mgmt)
+	servers := serverAddresses(t, mgmt)
+	etcd.waitHealthyMembers(t, servers, 3, time.Minute)
+	logNodeMemory(t, state)
+
+	// The first server dies: Mesos reports it failed and the operator relaunches it on its
+	// data; meanwhile another server answers for the cluster.
+	pid := findHostProcess(t, state, servers["server-0"].host, "server")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	other := fmt.Sprintf("https://%s:%d", servers["server-1"].host, servers["server-1"].api)
+	deadline := killed.Add(30 * time.Second)
+	for {
+		out, err := wl.try("--server", other, "get", "nodes", "-o", "name")
+		if err == nil && strings.Contains(out, "playground-agent-0") {
+			t.Logf("server-0 killed; server-1 answered %.1fs later", time.Since(killed).Seconds())
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with server-0 killed, server-1 (%s) did not answer: %v %s", other, err, out)
+		}
+		time.Sleep(time.Second)
+	}
+	waitJSONPath(t, mgmt, `{.status.tasks[?(@.name=="server-0")].restarts}`, "1", 2*time.Minute)
+	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=180s")
+	t.Logf("server-0 relaunched and the cluster Ready %.1fs after the kill", time.Since(killed).Seconds())
+	etcd.waitHealthyMembers(t, serverAddresses(t, mgmt), 3, 2*time.Minute)
+	if got := wl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/readyz through the kubeconfig after server-0 came back: %q", got)
+	}
+	checkDemo(t, wl)
+
+	instance := pg.instance(t)
+	pg.stop(t)
+	if left := hostguard.Leftovers(instance, state); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// serverAddress is where a server task runs: its host and K3s API port.
+type serverAddress struct {
+	host string
+	api  int
+}
+
+// serverAddresses reads the server tasks' hosts and API ports from status.tasks.
+func serverAddresses(t *testing.T, mgmt kubectl) map[string]serverAddress {
+	t.Helper()
+	out := mgmt.run(t, "get", "k3sc", "playground", "-o",
+		`jsonpath={range .status.tasks[?(@.role=="server")]}{.name} {.agentHost} {.ports.api}{"\n"}{end}`)
+	servers := map[string]serverAddress{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		port, _ := strconv.Atoi(f[2])
+		servers[f[0]] = serverAddress{host: f[1], api: port}
+	}
+	return servers
+}
+
+// findHostProcess finds the K3s process of a role on one emulated host: its environment's
+// HOST, which Mesos tasks get (the agent's host name as offers name it).
+func findHostProcess(t *testing.T, state, host, role string) int {
+	t.Helper()
+	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
+		pidText, line, _ := strings.Cut(p, ": ")
+		pid, _ := strconv.Atoi(pidText)
+		if strings.HasPrefix(line, "k3s "+role) && processEnv(pid, "HOST") == host {
+			return pid
+		}
+	}
+	t.Fatalf("no k3s %s process on %s under %s: %v", role, host, state, processesUnder(state))
+	return 0
+}
+
+// etcdClient talks to K3s's embedded etcd with a client certificate from the cluster's
+// etcd server CA (in the <name>-ca Secret the operator issued), as K3s's own do.
+type etcdClient struct{ http *http.Client }
+
+func newEtcdClient(t *testing.T, mgmt kubectl) etcdClient {
+	t.Helper()
+	field := func(key string) []byte {
+		v := mgmt.run(t, "get", "secret", "playground-ca", "-o", "jsonpath={.data."+strings.ReplaceAll(key, ".", `\.`)+"}")
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("playground-ca has no %s: %v", key, err)
+		}
+		return b
+	}
+	caPair, err := tls.X509KeyPair(field("etcd-server-ca.crt"), field("etcd-server-ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caPair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "e2e-etcd-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caPair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	client, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return etcdClient{http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{Certificates: []tls.Certificate{client}, RootCAs: roots},
+	}}}
+}
+
+// members lists the etcd members through one server's etcd (the gRPC gateway's JSON API).
+func (e etcdClient) members(host string) ([]string, error) {
+	resp, err := e.http.Post("https://"+host+":2379/v3/cluster/member/list", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("member list: %d %s", resp.StatusCode, body)
+	}
+	var list struct {
+		Members []struct {
+			Name       string   `json:"name"`
+			ClientURLs []string `json:"clientURLs"`
+		} `json:"members"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, m := range list.Members {
+		names = append(names, m.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// healthy asks one member's /health.
+func (e etcdClient) healthy(host string) error {
+	resp, err := e.http.Get("https://" + host + ":2379/health")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
+		return fmt.Errorf("/health answered %d %s", resp.StatusCode, body)
+	}
+	return nil
+}
+
+// waitHealthyMembers waits until every server's etcd lists want members and says healthy.
+func (e etcdClient) waitHealthyMembers(t *testing.T, servers map[string]serverAddress, want int, timeout time.Duration) {
+	t.Helper()
+	start := time.Now()
+	var problem string
+	for time.Since(start) < timeout {
+		problem = ""
+		for name, s := range servers {
+			members, err := e.members(s.host)
+			if err == nil && len(members) != want {
+				err = fmt.Errorf("members %v, want %d", members, want)
+			}
+			if err == nil {
+				err = e.healthy(s.host)
+			}
+			if err != nil {
+				problem = fmt.Sprintf("%s (%s): %v", name, s.host, err)
+				break
+			}
+		}
+		if problem == "" && len(servers) == want {
+			members, _ := e.members(servers["server-0"].host)
+			t.Logf("etcd: %d healthy members %v after %.1fs", want, members, time.Since(start).Seconds())
+			return
+		}
+		if problem == "" {
+			problem = fmt.Sprintf("%d servers in status, want %d", len(servers), want)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Fatalf("etcd not %d healthy members within %s: %s", want, timeout, problem)
+}
