@@ -78,10 +78,11 @@ func checkDemo(t *testing.T, wl kubectl) {
 	}
 }
 
-// noSecretsInProcessList: no value of the cluster's CA and token Secrets appears on any
-// process's command line (what `ps auxww` shows any local user), and an agent's
+// noSecretsShown: no value of the cluster's CA and token Secrets appears on any process's
+// command line (what `ps auxww` shows any local user), in the master's /state, the
+// operator's or the emulator's log, an event or the cluster's status; and an agent's
 // environment holds its agent token, never the servers' token.
-func noSecretsInProcessList(t *testing.T, mgmt kubectl, state string) {
+func noSecretsShown(t *testing.T, mgmt kubectl, state, mesosURL string) {
 	t.Helper()
 	values := map[string]string{}
 	for _, name := range []string{"playground-ca", "playground-token"} {
@@ -121,6 +122,29 @@ func noSecretsInProcessList(t *testing.T, mgmt kubectl, state string) {
 			}
 		}
 	}
+	// Nor anywhere else a person or a log collector looks: the master's /state, the
+	// operator's and the emulator's logs, the events, the cluster's status.
+	places := map[string]string{
+		"the emulator's /state": httpGet(t, mesosURL+"/state"),
+		"the events":            mgmt.run(t, "get", "events", "-A", "-o", "json"),
+		"the K3sCluster":        mgmt.run(t, "get", "k3sc", "playground", "-o", "json"),
+	}
+	for _, log := range []string{"operator.log", "mesos.log"} {
+		b, err := os.ReadFile(filepath.Join(state, log))
+		if err != nil {
+			t.Fatal(err)
+		}
+		places[log] = string(b)
+	}
+	for place, text := range places {
+		for key, v := range values {
+			for _, line := range secretLines(v) {
+				if strings.Contains(text, line) {
+					t.Errorf("%s shows %s", place, key)
+				}
+			}
+		}
+	}
 	// The agent's own environment: its token is the agent token.
 	pid := findProcess(t, state, "agent")
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
@@ -137,7 +161,7 @@ func noSecretsInProcessList(t *testing.T, mgmt kubectl, state string) {
 	if !strings.Contains(string(env), "K3S_TOKEN=") {
 		t.Errorf("the K3s agent's environment has no K3S_TOKEN")
 	}
-	t.Logf("%d processes' command lines hold none of the %d secret values", seen, len(values))
+	t.Logf("%d processes' command lines, /state, the logs, events and status hold none of the %d secret values", seen, len(values))
 }
 
 // secretLines are the parts of a secret worth looking for: PEM lines (a command line

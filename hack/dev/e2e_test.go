@@ -76,7 +76,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	waitNodes(t, wl, []string{"playground-agent-0", "playground-agent-1"}, time.Minute)
 	checkDemo(t, wl)
 	logNodeMemory(t, state)
-	noSecretsInProcessList(t, mgmt, state)
+	noSecretsShown(t, mgmt, state, pg.mesosURL(t))
 
 	// An upgrade of the operator alone relaunches nothing.
 	upgradeOperatorInPlace(t, pg, root, manager, filepath.Join(state, "operator.log"), mgmt)
