@@ -79,8 +79,8 @@ node-prereqs: ## Install (once) what real K3s nodes need here: Debian's containe
 	@hack/node-assets.sh >/dev/null
 
 .PHONY: test
-test: verify-generated fmt-check vet k3s node-prereqs ## Run every test against a real API server and real K3s (both built on first use).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 go test $(TEST_FLAGS) ./...
+test: verify-generated fmt-check vet k3s flux node-prereqs ## Run every test against a real API server, real K3s and a real Flux (all built on first use).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 MESOSK3S_REQUIRE_FLUX=1 go test $(TEST_FLAGS) ./...
 
 .PHONY: dev
 dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator, a real K3s server and real K3s nodes, until Ctrl-C (DEV_FLAGS=--ha: three servers).

@@ -130,19 +130,8 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	// Delete: nothing of the cluster remains in the emulator.
 	mesosURL := pg.mesosURL(t)
 	mgmt.run(t, "delete", "k3sc", "playground", "--timeout=120s")
-	var mesosState struct {
-		Frameworks []struct {
-			Name  string            `json:"name"`
-			Tasks []json.RawMessage `json:"tasks"`
-		} `json:"frameworks"`
-	}
-	if err := json.Unmarshal([]byte(httpGet(t, mesosURL+"/state")), &mesosState); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range mesosState.Frameworks {
-		if f.Name == "k3s:default/playground" {
-			t.Fatalf("the framework is still registered with %d tasks", len(f.Tasks))
-		}
+	if left := emulatorLeftovers(t, mesosURL, "k3s:default/playground"); len(left) > 0 {
+		t.Fatalf("the emulator still holds: %v", left)
 	}
 
 	instance := pg.instance(t)
@@ -150,6 +139,43 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	if left := hostguard.Leftovers(instance, state); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// emulatorLeftovers lists what the emulator's /state still holds of a framework: the
+// framework registered (a torn-down one is under completed_frameworks, as on a real
+// master), resources used or reserved on any agent.
+func emulatorLeftovers(t *testing.T, mesosURL, framework string) []string {
+	t.Helper()
+	var st struct {
+		Frameworks []struct {
+			Name string `json:"name"`
+		} `json:"frameworks"`
+		Slaves []struct {
+			Hostname string                     `json:"hostname"`
+			Used     map[string]json.RawMessage `json:"used_resources"`
+			Reserved map[string]json.RawMessage `json:"reserved_resources"`
+		} `json:"slaves"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, mesosURL+"/state")), &st); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, f := range st.Frameworks {
+		if f.Name == framework {
+			left = append(left, "framework "+f.Name+" registered")
+		}
+	}
+	for _, a := range st.Slaves {
+		for _, r := range []string{"cpus", "mem", "disk"} {
+			if v := string(a.Used[r]); v != "" && v != "0" {
+				left = append(left, fmt.Sprintf("%s uses %s %s", a.Hostname, r, v))
+			}
+		}
+		if len(a.Reserved) > 0 {
+			left = append(left, fmt.Sprintf("%s has reservations %v", a.Hostname, a.Reserved))
+		}
+	}
+	return left
 }
 
 // e2eSetup skips without what real nodes need (root, bin/k3s: a failure with
@@ -401,22 +427,34 @@ func (k kubectl) run(t *testing.T, args ...string) string {
 
 func waitJSONPath(t *testing.T, k kubectl, path, want string, timeout time.Duration) {
 	t.Helper()
+	waitClusterJSONPath(t, k, "default", "playground", path, want, timeout)
+}
+
+// waitClusterJSONPath waits until a K3sCluster's jsonpath is want.
+func waitClusterJSONPath(t *testing.T, k kubectl, namespace, name, path, want string, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var got string
 	for time.Now().Before(deadline) {
-		got, _ = k.try("get", "k3sc", "playground", "-o", "jsonpath="+path)
+		got, _ = k.try("get", "k3sc", name, "-n", namespace, "-o", "jsonpath="+path)
 		if strings.TrimSpace(got) == want {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-	out, _ := k.try("get", "k3sc", "playground", "-o", "yaml")
+	out, _ := k.try("get", "k3sc", name, "-n", namespace, "-o", "yaml")
 	t.Fatalf("%s = %q, want %q after %s\n%s", path, got, want, timeout, out)
 }
 
 func writeKubeconfigFromSecret(t *testing.T, k kubectl, path string) {
 	t.Helper()
-	encoded := k.run(t, "get", "secret", "playground-kubeconfig", "-o", "jsonpath={.data.value}")
+	writeKubeconfigFrom(t, k, "default", "playground-kubeconfig", path)
+}
+
+// writeKubeconfigFrom writes the kubeconfig in a Secret's key value to path.
+func writeKubeconfigFrom(t *testing.T, k kubectl, namespace, secret, path string) {
+	t.Helper()
+	encoded := k.run(t, "get", "secret", secret, "-n", namespace, "-o", "jsonpath={.data.value}")
 	data, err := base64.StdEncoding.DecodeString(encoded)
 	if err != nil {
 		t.Fatal(err)

@@ -34,6 +34,8 @@ type options struct {
 	waitReady  time.Duration
 	exitReady  bool
 	assetsPath string
+	// clusterFile, when set, is where the K3sCluster is written instead of being applied.
+	clusterFile string
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.IntVar(&o.servers, "servers", 0, "Mesos agents (hosts) for the K3s servers (default 1, with --ha 3)")
 	flag.DurationVar(&o.waitReady, "wait", 5*time.Minute, "how long to wait for the cluster to be Ready")
 	flag.BoolVar(&o.exitReady, "exit-when-ready", false, "stop everything once Ready (for scripts)")
+	flag.StringVar(&o.clusterFile, "cluster-file", "", "write the K3sCluster, ready for this machine, to this file instead of applying it: apply it yourself (from Git with Flux, say)")
 	flag.StringVar(&o.assetsPath, "assets", os.Getenv("KUBEBUILDER_ASSETS"), "directory with kube-apiserver and etcd (hack/envtest-assets.sh prints it)")
 	flag.Parse()
 	if o.sample == "" {
@@ -76,7 +79,10 @@ func run(ctx context.Context, o options) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the playground runs real K3s nodes (network namespaces, cgroups, mounts) and needs root")
 	}
-	for _, p := range []*string{&o.stateDir, &o.k3sBinary, &o.manager, &o.sample, &o.nodeAssets} {
+	for _, p := range []*string{&o.stateDir, &o.k3sBinary, &o.manager, &o.sample, &o.nodeAssets, &o.clusterFile} {
+		if *p == "" {
+			continue
+		}
 		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
@@ -102,13 +108,15 @@ func run(ctx context.Context, o options) error {
 	if err := pg.start(ctx); err != nil {
 		return err
 	}
-	if err := pg.waitReady(ctx); err != nil {
-		return err
+	if o.clusterFile == "" {
+		if err := pg.waitReady(ctx); err != nil {
+			return err
+		}
+		if err := pg.runDemo(ctx); err != nil {
+			return err
+		}
+		pg.printNextSteps()
 	}
-	if err := pg.runDemo(ctx); err != nil {
-		return err
-	}
-	pg.printNextSteps()
 	if o.exitReady {
 		return nil
 	}

@@ -168,6 +168,17 @@ func (p *playground) applySample(ctx context.Context) error {
 	if err := p.withNodeAssets(obj); err != nil {
 		return err
 	}
+	if p.o.clusterFile != "" {
+		out, err := yaml.Marshal(obj.Object)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p.o.clusterFile, out, 0o644); err != nil {
+			return err
+		}
+		p.step("wrote the K3sCluster for this machine to %s: apply it yourself (kubectl --kubeconfig %s apply -f, or from Git)", p.o.clusterFile, p.kubeconfig)
+		return nil
+	}
 	if err := p.api.Client.Create(ctx, obj); err != nil {
 		return fmt.Errorf("applying %s: %w", p.o.sample, err)
 	}
