@@ -61,6 +61,7 @@ func (g Agent) Process() (Process, error) {
 	}
 	var sc script
 	sc.preamble()
+	sc.versionCheck(g.Executable, g.Version)
 	// A Mesos agent started by systemd may leak INVOCATION_ID into its tasks: K3s would then
 	// pick the systemd cgroup driver, for which no systemd scope exists.
 	sc.line("unset INVOCATION_ID NOTIFY_SOCKET")

@@ -225,3 +225,53 @@ func TestImage(t *testing.T) {
 		}
 	}
 }
+
+// TestScriptRefusesAnotherK3sVersion: with Version set, the script asks the executable
+// its version first and exits with ExitWrongVersion, saying both, unless they match.
+func TestScriptRefusesAnotherK3sVersion(t *testing.T) {
+	for _, tc := range []struct {
+		name, binary string
+		wantExit     int
+	}{
+		{"same release", "v1.25.4+k3s1", 0},
+		{"another release", "v1.25.2+k3s1", ExitWrongVersion},
+		{"not K3s at all", "", ExitWrongVersion},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testServer()
+			s.Version = "v1.25.4+k3s1"
+			p, err := s.Process()
+			if err != nil {
+				t.Fatal(err)
+			}
+			sandbox := t.TempDir()
+			fake := "#!/bin/sh\nif [ \"$1\" = --version ]; then\n"
+			if tc.binary != "" {
+				fake += "  echo 'k3s version " + tc.binary + " (0dc63334)'; echo 'go version go1.26'\n"
+			}
+			fake += "  exit 0\nfi\necho started > \"$MESOS_SANDBOX/started\"\n"
+			if err := os.WriteFile(filepath.Join(sandbox, "k3s"), []byte(fake), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command("/bin/sh", "-c", p.Script)
+			cmd.Env = []string{"MESOS_SANDBOX=" + sandbox, "DATA_DIR=" + filepath.Join(sandbox, "data"), "PORT_API=31000", "PATH=" + os.Getenv("PATH")}
+			for k, v := range p.Secrets {
+				cmd.Env = append(cmd.Env, k+"="+string(v))
+			}
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			_, startErr := os.Stat(filepath.Join(sandbox, "started"))
+			if code != tc.wantExit || (startErr == nil) != (tc.wantExit == 0) {
+				t.Fatalf("exit %d (want %d), K3s started: %v\n%s", code, tc.wantExit, startErr == nil, out)
+			}
+			if tc.wantExit != 0 && !strings.Contains(string(out), "not v1.25.4+k3s1 (spec.version)") {
+				t.Errorf("the refusal does not say what was wanted: %s", out)
+			}
+		})
+	}
+}

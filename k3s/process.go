@@ -2,6 +2,7 @@ package k3s
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -54,6 +55,23 @@ func (s *script) preamble() {
 	s.line("set -e")
 	s.line("umask 077")
 	s.line(`mkdir -p "$DATA_DIR"`)
+}
+
+// ExitWrongVersion is the exit status of a task whose K3s executable is not the release it
+// was rendered for: a binaryURL or image of another version is refused, never run.
+const ExitWrongVersion = 78
+
+// versionCheck makes the script stop with ExitWrongVersion unless the executable says it
+// is version (`k3s --version`: "k3s version v1.25.4+k3s1 (0dc63334)").
+func (s *script) versionCheck(executable, version string) {
+	if version == "" {
+		return
+	}
+	s.line(`k3s_version="$(`, executable, ` --version 2>/dev/null | { read -r _ _ v _; printf '%s' "$v"; })" || true`)
+	s.line(`if [ "$k3s_version" != `, shellQuote(version), ` ]; then`)
+	s.line(`  printf 'mesosk3s: the K3s executable is %s, not %s (spec.version): not starting it\n' "${k3s_version:-no K3s}" `, shellQuote(version), ` >&2`)
+	s.line(`  exit `, strconv.Itoa(ExitWrongVersion))
+	s.line(`fi`)
 }
 
 // envPrivateMounts tells the inner script that it runs in a mount namespace of its own.

@@ -16,6 +16,11 @@ const (
 	PortAPIServer = "apiserver"
 )
 
+// EtcdClientPort is where a server's embedded etcd takes clients, on the server's node
+// IP; K3s has no flag to move it (nor the peer port, 2380), so two embedded-etcd servers
+// cannot share a host.
+const EtcdClientPort = 2379
+
 // Common is what servers and agents share.
 type Common struct {
 	// Executable is the shell word that runs K3s: "k3s" on the PATH of the stock image,
@@ -30,6 +35,10 @@ type Common struct {
 	// K3s then rotates it itself (50 MB, three compressed backups), so a looping process
 	// cannot fill its host's disk; empty leaves the log on stdout/stderr, unbounded.
 	LogFile string
+	// Version is the K3s release the process must be (spec.version): the script checks
+	// the executable's own `--version` first and exits with ExitWrongVersion otherwise.
+	// Empty skips the check.
+	Version string
 	// ExtraArgs are appended verbatim (each one shell word) after the generated flags.
 	ExtraArgs []string
 	// Env is extra plain environment for the process.
@@ -98,6 +107,7 @@ func (s Server) Process() (Process, error) {
 	}
 	var sc script
 	sc.preamble()
+	sc.versionCheck(s.Executable, s.Version)
 	// K3s writes its node password to /etc/rancher/node/, servers too: keep it with the
 	// server's data, not on the shared host, where another cluster's node would read it.
 	sc.privateMounts(map[string]string{"/etc/rancher": "rancher"}, nil)
