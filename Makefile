@@ -69,6 +69,10 @@ envtest-assets: ## Build (once) kube-apiserver and etcd for tests into bin/envte
 k3s: ## Build (once) the static K3s binary into bin/k3s for the playground and end-to-end test.
 	@hack/build-k3s.sh >/dev/null
 
+.PHONY: k3s-previous
+k3s-previous: ## Build (once) the older K3s the upgrade tests start from (v1.25.2+k3s1) into bin/k3s-v1.25.2+k3s1.
+	@hack/build-k3s.sh previous >/dev/null
+
 .PHONY: flux
 flux: ## Build (once) Flux's source-controller and kustomize-controller and their CRDs into bin/flux for hack/gitops.
 	@hack/build-flux.sh >/dev/null
@@ -79,7 +83,7 @@ node-prereqs: ## Install (once) what real K3s nodes need here: Debian's containe
 	@hack/node-assets.sh >/dev/null
 
 .PHONY: test
-test: verify-generated fmt-check vet k3s flux node-prereqs ## Run every test against a real API server, real K3s and a real Flux (all built on first use).
+test: verify-generated fmt-check vet k3s k3s-previous flux node-prereqs ## Run every test against a real API server, real K3s and a real Flux (all built on first use).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 MESOSK3S_REQUIRE_FLUX=1 go test $(TEST_FLAGS) ./...
 
 .PHONY: dev

@@ -3,15 +3,26 @@
 # release downloads cannot be fetched here. The binary is what the playground's Binary
 # runtime hands to the Mesos emulator as a file:// URL, and what hack/k3scheck runs.
 # It is cached as bin/k3s and reused; the script prints its path on stdout (logs go to
-# stderr), so callers can write K3S="$(hack/build-k3s.sh)".
+# stderr), so callers can write K3S="$(hack/build-k3s.sh)". `hack/build-k3s.sh previous`
+# builds the older K3s the upgrade tests start from, as bin/k3s-v1.25.2+k3s1.
 set -euo pipefail
 
-# v1.25.4+k3s1 is the newest K3s the module proxy serves; it only knows it under this
-# pseudo-version (the release tag carries "+k3s1", which is not a valid module version).
-K3S_MODULE_VERSION="${K3S_MODULE_VERSION:-v1.25.5-0.20221115215439-0dc63334c0db}"
-K3S_VERSION="${K3S_VERSION:-v1.25.4+k3s1}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-out="${K3S_BINARY:-$root/bin/k3s}"
+if [ "${1:-}" = "previous" ]; then
+  # The K3s the upgrade tests start from: commit 934d01361402 (2022-10-07), after the
+  # v1.25.2+k3s1 tag, whose go.mod pins Kubernetes v1.25.2-k3s1; the proxy serves it under
+  # this pseudo-version (../shared/k3s-versions.md). It calls itself v1.25.2+k3s1, the
+  # release its Kubernetes is: a real patch upgrade to v1.25.4 below.
+  K3S_MODULE_VERSION="v1.25.3-0.20221007175439-934d01361402"
+  K3S_VERSION="v1.25.2+k3s1"
+  out="${K3S_BINARY:-$root/bin/k3s-$K3S_VERSION}"
+else
+  # v1.25.4+k3s1 is the newest K3s the module proxy serves; it only knows it under this
+  # pseudo-version (the release tag carries "+k3s1", which is not a valid module version).
+  K3S_MODULE_VERSION="${K3S_MODULE_VERSION:-v1.25.5-0.20221115215439-0dc63334c0db}"
+  K3S_VERSION="${K3S_VERSION:-v1.25.4+k3s1}"
+  out="${K3S_BINARY:-$root/bin/k3s}"
+fi
 mkdir -p "$(dirname "$out")"
 log() { echo "build-k3s: $*" >&2; }
 
@@ -51,7 +62,7 @@ build_k3s() {
   trap 'rm -rf "$work"' RETURN
   log "building k3s $K3S_VERSION (3.5 to 6 min on 2 cores, plus module downloads the first time)"
   local info gomod commit
-  info="$(go mod download -json "github.com/k3s-io/k3s@$K3S_MODULE_VERSION")"
+  info="$(GOSUMDB=off go mod download -json "github.com/k3s-io/k3s@$K3S_MODULE_VERSION")"
   gomod="$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"$info")"
   commit="$(sed -n 's/.*"Hash": "\(.*\)".*/\1/p' <<<"$info")"
   # replace directives only apply in the main module, so a module that merely requires
