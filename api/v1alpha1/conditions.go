@@ -48,7 +48,7 @@ const (
 	ReasonTasksUnhealthy   = "TasksUnhealthy"
 	ReasonTasksFailed      = "TasksFailed"
 	ReasonScaling          = "Scaling"
-	ReasonRollingOut       = "RollingOut"
+	ReasonRollingUpdate    = "RollingUpdate"
 	ReasonAPINotReady      = "APIServerNotReady"
 	// ReasonControlPlaneNotWorking (ServersReady): the API answers, but no
 	// kube-controller-manager or kube-scheduler acts (the control-plane probe).

@@ -64,9 +64,14 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'SQLite' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas == 1",message="datastore SQLite supports exactly one server; use EmbeddedEtcd, Etcd, MySQL or External for more",fieldPath=".servers.replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.datastore) || !has(self.datastore.type) || self.datastore.type != 'EmbeddedEtcd' || !has(self.servers) || !has(self.servers.replicas) || self.servers.replicas % 2 == 1",message="datastore EmbeddedEtcd needs an odd number of servers (1, 3, 5, ...) to keep etcd quorum",fieldPath=".servers.replicas"
 // +kubebuilder:validation:XValidation:rule="!has(self.binaryURL) || (has(self.runtime) && self.runtime == 'Binary')",message="binaryURL applies to runtime Binary only; runtime Image uses image",fieldPath=".binaryURL"
+// +kubebuilder:validation:XValidation:rule="!has(self.image) || self.image.contains('@') || !self.image.matches(':[^/]*$') || (has(self.version) && self.image.endsWith(':' + self.version.replace('+', '-')))",message="image carries a tag that is not spec.version (rancher/k3s tags v1.31.4+k3s1 as v1.31.4-k3s1): leave the tag out, make it match, or pin a digest (@sha256:...)",fieldPath=".image"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.version) || !has(self.version) || (self.version.split('.')[0] == oldSelf.version.split('.')[0] && int(self.version.split('.')[1]) - int(oldSelf.version.split('.')[1]) >= 0 && int(self.version.split('.')[1]) - int(oldSelf.version.split('.')[1]) <= 1)",message="spec.version may move to any release of the same Kubernetes minor or up one minor; skipping a minor or going back across one is not supported",fieldPath=".version"
 type K3sClusterSpec struct {
-	// Version is the K3s release, e.g. v1.31.4+k3s1. Changing it rolls the cluster.
+	// Version is the K3s release, e.g. v1.31.4+k3s1. Changing it rolls the cluster:
+	// servers one by one, then agents (see rollout). Any release of the same Kubernetes
+	// minor (a patch upgrade or rollback) or of the next minor is allowed.
 	// +kubebuilder:default="v1.31.4+k3s1"
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$`
 	// +optional
 	Version string `json:"version,omitempty"`
@@ -81,17 +86,21 @@ type K3sClusterSpec struct {
 	// +optional
 	Runtime Runtime `json:"runtime,omitempty"`
 
-	// Image is the K3s image for runtime Image, without tag; the tag is derived from
-	// version. Runtime Binary ignores it.
+	// Image is the K3s image for runtime Image, best without tag: the tag is derived from
+	// version. A tag must be version's; a digest (@sha256:...) pins the image, whose K3s
+	// must then say it is version (the task checks `k3s --version` before it starts).
+	// Runtime Binary ignores it.
 	// +kubebuilder:default="rancher/k3s"
 	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._/:-][a-z0-9]+)*$`
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._/:-][a-z0-9]+)*(@sha256:[a-f0-9]{64})?$`
 	// +optional
 	Image string `json:"image,omitempty"`
 
 	// BinaryURL is where the Mesos fetcher downloads the static K3s binary from, for
 	// runtime Binary (file://, http:// or https://). Defaults to the K3s release download
-	// for version.
+	// for version. The binary must be version's release: the task checks
+	// `k3s --version` before it starts and fails otherwise (exit status 78).
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('file://') || self.startsWith('http://') || self.startsWith('https://')",message="binaryURL must be a file://, http:// or https:// URL"
 	// +optional
 	BinaryURL string `json:"binaryURL,omitempty"`

@@ -88,6 +88,8 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		{"zero failure threshold", `remediation: {failureThreshold: 0}`, "spec.remediation.failureThreshold", "greater than or equal to 1"},
 		{"the default role *", `mesos: {role: "*"}`, "spec.mesos.role", "should match"},
 		{"malformed failover timeout", `mesos: {failoverTimeout: "a week"}`, "spec.mesos.failoverTimeout", ""},
+		{"image tag of another version", `{runtime: Image, version: v1.31.4+k3s1, image: "rancher/k3s:v1.30.2-k3s1"}`, "spec.image", "not spec.version"},
+		{"image with a malformed digest", `{runtime: Image, image: "rancher/k3s@sha256:abc"}`, "spec.image", "should match"},
 	}
 	ctx := context.Background()
 	for i, tc := range cases {
@@ -144,6 +146,54 @@ func TestDatastoreTypeIsImmutable(t *testing.T) {
 	fresh.Spec.Servers.Replicas = 3
 	if err := env.Client.Update(ctx, &fresh); err != nil {
 		t.Fatalf("scaling servers of an EmbeddedEtcd cluster to 3 was refused: %v", err)
+	}
+}
+
+// TestVersionChangesFollowTheSkewRules: spec.version may move within its Kubernetes
+// minor (up or down) and up one minor; a skipped minor or a minor downgrade is refused
+// naming spec.version, and the stored version stays.
+func TestVersionChangesFollowTheSkewRules(t *testing.T) {
+	ctx := context.Background()
+	obj := newCluster(t, "skew", `version: v1.30.2+k3s1`)
+	if err := env.Client.Create(ctx, obj); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, obj) })
+	for _, step := range []struct {
+		to string
+		ok bool
+	}{
+		{"v1.30.4+k3s1", true}, {"v1.30.1+k3s2", true}, {"v1.32.0+k3s1", false}, {"v1.31.4+k3s1", true},
+		{"v1.30.4+k3s1", false}, {"v2.31.4+k3s1", false}, {"v1.31.1+k3s1", true},
+	} {
+		var c v1alpha1.K3sCluster
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(obj), &c); err != nil {
+			t.Fatal(err)
+		}
+		from := c.Spec.Version
+		c.Spec.Version = step.to
+		err := env.Client.Update(ctx, &c)
+		switch {
+		case step.ok && err != nil:
+			t.Errorf("%s -> %s refused: %v", from, step.to, err)
+		case !step.ok && err == nil:
+			t.Errorf("%s -> %s accepted", from, step.to)
+		case !step.ok && (!strings.Contains(err.Error(), "spec.version") || !strings.Contains(err.Error(), "up one minor")):
+			t.Errorf("%s -> %s: the error does not name spec.version and the rule: %v", from, step.to, err)
+		}
+	}
+}
+
+// A digest pins the image whatever the version; a tag equal to the version is accepted.
+func TestImageTagOrDigest(t *testing.T) {
+	ctx := context.Background()
+	for i, image := range []string{"rancher/k3s@sha256:" + strings.Repeat("ab", 32), "rancher/k3s:v1.31.4-k3s1", "registry.example.com:5000/rancher/k3s"} {
+		obj := newCluster(t, fmt.Sprintf("image-%d", i), fmt.Sprintf(`{runtime: Image, version: v1.31.4+k3s1, image: %q}`, image))
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Errorf("image %s refused: %v", image, err)
+			continue
+		}
+		_ = env.Client.Delete(ctx, obj)
 	}
 }
 
