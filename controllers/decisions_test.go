@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
@@ -112,14 +114,70 @@ func TestRolloutKills(t *testing.T) {
 		{"unset means one", specs(0, 2, "new"), observedMap(obsTask(roleAgent, 0, run, nil, "old"), obsTask(roleAgent, 1, run, nil, "old")), nil, []string{"agent-1"}},
 		{"an unknown hash (adopted, never recorded) is not rolled", specs(0, 1, "new"), observedMap(obsTask(roleAgent, 0, run, nil, "")), &one, nil},
 		{"a task being killed is not killed again", specs(0, 1, "new"), observedMap(obsTask(roleAgent, 0, mesosbridge.TaskKilling, nil, "old")), &one, nil},
-		{"servers and agents in one pass", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleAgent, 0, run, nil, "old")), &one, []string{"server-0", "agent-0"}},
+		{"agents wait until every server is updated", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleAgent, 0, run, nil, "old")), &one, []string{"server-0"}},
+		{"agents wait until the updated servers serve", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, unhealthy, "new"), obsTask(roleAgent, 0, run, nil, "old")), &one, nil},
+		{"agents once the servers are updated and serve", specs(1, 1, "new"), observedMap(obsTask(roleServer, 0, run, healthy, "new"), obsTask(roleAgent, 0, run, nil, "old")), &one, []string{"agent-0"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := rolloutKills(tc.desired, tc.observed, tc.maxUnavailable, mesosOnly); !slices.Equal(got, tc.want) {
-				t.Errorf("got %v, want %v", got, tc.want)
+			got := planRollout(tc.desired, tc.observed, tc.maxUnavailable, mesosOnly)
+			if !slices.Equal(got.kills, tc.want) {
+				t.Errorf("got %v, want %v", got.kills, tc.want)
 			}
 		})
+	}
+}
+
+// With embedded etcd, the next server goes only while etcd lists a member per server and
+// every member is healthy; the step says what it waits for.
+func TestRolloutWaitsForEtcd(t *testing.T) {
+	run := mesosbridge.TaskRunning
+	observed := observedMap(obsTask(roleServer, 0, run, healthy, "old"), obsTask(roleServer, 1, run, healthy, "new"), obsTask(roleServer, 2, run, healthy, "new"))
+	serving := func(etcdHealthy bool) map[string]serverHealth {
+		out := map[string]serverHealth{}
+		for name, o := range observed {
+			out[name] = serverHealth{taskID: o.TaskID, reachable: true, apiReady: true, k3sReady: true, etcdChecked: true, etcdHealthy: etcdHealthy || name != "server-1", etcdMessage: "etcd /health answered 503"}
+		}
+		return out
+	}
+	cases := []struct {
+		name     string
+		probe    probeResult
+		want     []string
+		wantStep string
+	}{
+		{"a member missing", probeResult{servers: serving(true), etcd: &etcdHealth{members: []string{"a", "b"}}}, nil, "waiting for etcd: 2 members [a b], want 3"},
+		{"a member unhealthy", probeResult{servers: serving(false), etcd: &etcdHealth{members: []string{"a", "b", "c"}}}, nil, "waiting for server-1 to serve"},
+		{"members unknown", probeResult{servers: serving(true), etcd: &etcdHealth{problem: "no etcd member answered"}}, nil, "waiting for etcd: no etcd member answered"},
+		{"all there and healthy", probeResult{servers: serving(true), etcd: &etcdHealth{members: []string{"a", "b", "c"}}}, []string{"server-0"}, "2 of 3 servers updated; replacing server-0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			probe := tc.probe
+			got := planRollout(specs(3, 0, "new"), observed, nil, readiness{probe: &probe})
+			if !slices.Equal(got.kills, tc.want) || !strings.Contains(got.step, tc.wantStep) {
+				t.Errorf("kills %v step %q; want %v, %q", got.kills, got.step, tc.want, tc.wantStep)
+			}
+		})
+	}
+}
+
+func TestVersionSkew(t *testing.T) {
+	for _, tc := range []struct {
+		from, to, want string
+	}{
+		{"", "v1.25.4+k3s1", ""},
+		{"v1.25.2+k3s1", "v1.25.4+k3s1", ""},
+		{"v1.25.4+k3s1", "v1.25.2+k3s1", ""},
+		{"v1.25.4+k3s1", "v1.25.4+k3s2", ""},
+		{"v1.25.4+k3s1", "v1.26.0+k3s1", ""},
+		{"v1.25.4+k3s1", "v1.27.1+k3s1", "skips Kubernetes minor versions"},
+		{"v1.26.1+k3s1", "v1.25.4+k3s1", "downgrade Kubernetes 1.26 to 1.25"},
+		{"v1.25.4+k3s1", "v2.25.4+k3s1", "major"},
+	} {
+		if got := versionSkew(tc.from, tc.to); (tc.want == "") != (got == "") || !strings.Contains(got, tc.want) {
+			t.Errorf("versionSkew(%s, %s) = %q, want %q", tc.from, tc.to, got, tc.want)
+		}
 	}
 }
 
@@ -186,6 +244,25 @@ func TestTrackTasksCountsEachFailureOnce(t *testing.T) {
 	tr4 := trackTasks(tr3.tasks, observedMap(serving), desired, "v1", rem, t0.Add(61*time.Second+stableAfter))
 	if tr4.tasks[0].ConsecutiveFailures != 0 || tr4.stalled != "" || tr4.tasks[0].Version != "v1" {
 		t.Errorf("served long enough: %+v", tr4.tasks[0])
+	}
+}
+
+// A failure streak belongs to a spec: when the spec changes (a version set back, a fixed
+// binaryURL), the failed task is relaunched at once and the cluster is no longer stalled.
+func TestTrackTasksForgetsTheFailuresOfAnotherSpec(t *testing.T) {
+	rem := remediation{backoff: 10 * time.Second, maxBackoff: time.Minute, threshold: 3}
+	now := time.Now()
+	prev := []v1alpha1.TaskStatus{{Name: "server-0", TaskID: "server-0.5", Role: "server", State: "TASK_FAILED", SpecHash: "bad",
+		ConsecutiveFailures: 5, LastFailureTime: &metav1.Time{Time: now}}}
+	failed := obsTask(roleServer, 0, mesosbridge.TaskFailed, nil, "bad")
+	failed.TaskID = "server-0.5"
+	still := trackTasks(prev, observedMap(failed), map[string]mesosbridge.TaskSpec{"server-0": {Name: "server-0", Role: roleServer, SpecHash: "bad"}}, "v2", rem, now)
+	if still.stalled == "" || still.backoffUntil["server-0"].IsZero() {
+		t.Fatalf("same spec: want stalled and backing off: %+v", still)
+	}
+	fixed := trackTasks(prev, observedMap(failed), map[string]mesosbridge.TaskSpec{"server-0": {Name: "server-0", Role: roleServer, SpecHash: "good"}}, "v1", rem, now)
+	if fixed.stalled != "" || !fixed.backoffUntil["server-0"].IsZero() || fixed.tasks[0].ConsecutiveFailures != 0 {
+		t.Errorf("another spec: want no stall, no back-off, no count: stalled %q, back-off %v, %+v", fixed.stalled, fixed.backoffUntil, fixed.tasks[0])
 	}
 }
 

@@ -110,8 +110,5 @@ func unsupportedSpec(c *v1alpha1.K3sCluster) string {
 	case v1alpha1.DatastoreEtcd, v1alpha1.DatastoreMySQL:
 		return fmt.Sprintf("datastore %s run as Mesos tasks is not supported yet; use SQLite, EmbeddedEtcd or External", c.Spec.Datastore.Type)
 	}
-	if v := c.Status.Version; v != "" && v != c.Spec.Version {
-		return fmt.Sprintf("changing the K3s version (%s to %s) is not supported yet; the cluster keeps running %s. Set spec.version back to %s", v, c.Spec.Version, v, v)
-	}
 	return ""
 }

@@ -135,7 +135,9 @@ func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) 
 		NodeTaints: pool.NodeTaints,
 		// K3s rotates its own log: a looping process cannot fill the agent's disk through
 		// the sandbox's stdout/stderr, which Mesos' default container logger never rotates.
-		LogFile:   `"$MESOS_SANDBOX"/` + k3sLogFile,
+		LogFile: `"$MESOS_SANDBOX"/` + k3sLogFile,
+		// A binaryURL or image of another release must not run as this version.
+		Version:   c.Spec.Version,
 		ExtraArgs: pool.Args,
 		Env:       envMap(pool.Env),
 	}

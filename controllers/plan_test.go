@@ -256,10 +256,10 @@ func TestUnsupportedSpecIsNamed(t *testing.T) {
 		{"supported", func(*v1alpha1.K3sCluster) {}, ""},
 		{"runtime Docker (stored before it was refused)", func(c *v1alpha1.K3sCluster) { c.Spec.Runtime = v1alpha1.RuntimeDocker }, "runtime Docker cannot deliver the cluster's CAs and tokens"},
 		{"new cluster at any version", func(c *v1alpha1.K3sCluster) { c.Spec.Version = "v1.32.0+k3s1" }, ""},
-		{"version change of a running cluster", func(c *v1alpha1.K3sCluster) {
+		{"version change of a running cluster (a rollout, see versionSkew)", func(c *v1alpha1.K3sCluster) {
 			c.Status.Version = "v1.31.4+k3s1"
 			c.Spec.Version = "v1.32.0+k3s1"
-		}, "changing the K3s version (v1.31.4+k3s1 to v1.32.0+k3s1) is not supported yet"},
+		}, ""},
 		{"MySQL on Mesos", func(c *v1alpha1.K3sCluster) { c.Spec.Datastore.Type = v1alpha1.DatastoreMySQL }, "datastore MySQL run as Mesos tasks is not supported yet"},
 		{"etcd on Mesos", func(c *v1alpha1.K3sCluster) { c.Spec.Datastore.Type = v1alpha1.DatastoreEtcd }, "datastore Etcd run as Mesos tasks is not supported yet"},
 	}

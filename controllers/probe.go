@@ -65,6 +65,8 @@ type probeTarget struct {
 	// generation changes whenever a server is relaunched: the control plane is proven
 	// afresh for the servers that run now.
 	generation string
+	// etcd is set for clusters on embedded etcd, whose members are asked too.
+	etcd *etcdTarget
 }
 
 type serverAddress struct {
@@ -83,6 +85,8 @@ type probeResult struct {
 	// workload is the client the nodes were read with: the reconciler drains and removes
 	// Nodes through it.
 	workload kubernetes.Interface
+	// etcd is what embedded etcd said; nil when the cluster has none.
+	etcd *etcdHealth
 }
 
 // serverHealth is what one server's API answered.
@@ -95,9 +99,22 @@ type serverHealth struct {
 	// says its runtime core runs.
 	apiReady, k3sReady bool
 	message            string
+	// etcdChecked: the server runs an embedded etcd member, asked for its health.
+	etcdChecked, etcdHealthy bool
+	etcdMessage              string
 }
 
-func (h serverHealth) ready() bool { return h.apiReady && h.k3sReady }
+func (h serverHealth) ready() bool {
+	return h.apiReady && h.k3sReady && (!h.etcdChecked || h.etcdHealthy)
+}
+
+// why is what keeps the server from serving, in the operator's checks.
+func (h serverHealth) why() string {
+	if h.apiReady && h.k3sReady && h.etcdChecked && !h.etcdHealthy {
+		return h.etcdMessage
+	}
+	return h.message
+}
 
 // reachable: some server's API answered, so the checks speak for the cluster.
 func (r probeResult) reachable() bool {
@@ -205,6 +222,10 @@ type probeWorker struct {
 	clientsFor []byte
 	admin      *http.Client
 	workload   kubernetes.Interface
+	// etcd asks embedded etcd with a certificate from etcdFor (the CA), renewed at etcdUntil.
+	etcd      *http.Client
+	etcdFor   []byte
+	etcdUntil time.Time
 }
 
 func (w *probeWorker) update(t probeTarget) {
@@ -290,6 +311,9 @@ func (w *probeWorker) round(ctx context.Context, t probeTarget) probeResult {
 		h := w.probeServer(ctx, admin, nodeClient, addr, t.nodeSecret)
 		res.servers[name] = h
 		anyReady = anyReady || h.apiReady
+	}
+	if t.etcd != nil {
+		w.checkEtcd(ctx, t, &res)
 	}
 	if !anyReady {
 		res.nodesErr = "no server's API answers"
@@ -416,7 +440,8 @@ func serverURL(host string, port uint32) string {
 
 func sameTarget(a, b probeTarget) bool {
 	if a.key != b.key || string(a.kubeconfig) != string(b.kubeconfig) || string(a.serverCA) != string(b.serverCA) ||
-		a.nodeSecret != b.nodeSecret || a.generation != b.generation || len(a.servers) != len(b.servers) {
+		a.nodeSecret != b.nodeSecret || a.generation != b.generation || len(a.servers) != len(b.servers) ||
+		(a.etcd == nil) != (b.etcd == nil) || (a.etcd != nil && string(a.etcd.ca.CertPEM) != string(b.etcd.ca.CertPEM)) {
 		return false
 	}
 	for k, v := range a.servers {
@@ -429,7 +454,7 @@ func sameTarget(a, b probeTarget) bool {
 
 func sameResult(a, b probeResult) bool {
 	if a.controlPlane != b.controlPlane || a.nodesErr != b.nodesErr || len(a.servers) != len(b.servers) ||
-		len(a.nodes) != len(b.nodes) || (a.nodes == nil) != (b.nodes == nil) {
+		len(a.nodes) != len(b.nodes) || (a.nodes == nil) != (b.nodes == nil) || !a.etcd.equal(b.etcd) {
 		return false
 	}
 	for k, v := range a.servers {

@@ -46,7 +46,7 @@ func (r readiness) why(o mesosbridge.ObservedTask) string {
 		return ""
 	}
 	if o.Role == roleServer {
-		return r.probe.servers[o.Name].message
+		return r.probe.servers[o.Name].why()
 	}
 	n, ok := r.probe.nodes[r.nodeName(o.Name)]
 	if !ok {

@@ -28,7 +28,7 @@ const (
 // status → kubeconfig → API probe.
 func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (ctrl.Result, error) {
 	c := s.cluster
-	s.obs.datastoreType = c.Spec.Datastore.Type
+	s.obs.datastoreType, s.obs.version = c.Spec.Datastore.Type, c.Spec.Version
 	s.obs.servers.desired, s.obs.agents.desired = c.Spec.Servers.Replicas, c.Spec.Agents.Replicas
 	s.obs.everReady = c.Status.Version != ""
 	s.obs.firstRun = c.Status.Phase == "" || c.Status.Phase == v1alpha1.PhasePending || c.Status.Phase == v1alpha1.PhaseProvisioning
@@ -71,13 +71,14 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		in.datastoreEndpoint = endpoint
 	}
 
-	// A version change is refused (see unsupportedSpec) but the cluster keeps running the
-	// version it has: plan with that one, so nothing is rolled.
-	planned := c
-	if msg := unsupportedSpec(c); msg != "" {
+	// A version change the skew rules refuse leaves the cluster as it runs: relaunches use
+	// the version the servers run, and the rollout stands still where it is.
+	planned, freezeRollout := c, false
+	if msg := versionSkew(c.Status.Version, c.Spec.Version); msg != "" {
 		s.obs.unsupported = msg
 		planned = c.DeepCopy()
 		planned.Spec.Version = c.Status.Version
+		freezeRollout = true
 	}
 
 	now := r.now()
@@ -107,7 +108,12 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff, ready)
 
 	// An agent leaving (scale-down, rollout) is drained first; a Node no task runs for goes.
-	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDownKills(all, known), rolloutKills(all, known, c.Spec.Rollout.MaxUnavailable, ready)...), known, ready)
+	roll := planRollout(all, known, c.Spec.Rollout.MaxUnavailable, ready)
+	if freezeRollout {
+		roll = rollout{step: "frozen: " + s.obs.unsupported}
+	}
+	s.obs.rolloutStep = roll.step
+	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDownKills(all, known), roll.kills...), known, ready)
 	if waiting == "" {
 		waiting = draining
 	}
@@ -200,10 +206,14 @@ func (r *K3sClusterReconciler) watchHealth(s *clusterScope, kubeconfig []byte, k
 			servers[name] = serverAddress{url: serverURL(o.Hostname, o.Ports[k3s.PortAPI]), taskID: o.TaskID}
 		}
 	}
-	r.Probes.Watch(probeTarget{
+	t := probeTarget{
 		key: s.key(), servers: servers, kubeconfig: kubeconfig, serverCA: s.pki.CAs[caServer].CertPEM,
 		nodeSecret: k3s.TokenSecret(s.agentToken), generation: probeGeneration(servers),
-	})
+	}
+	if s.cluster.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
+		t.etcd = &etcdTarget{ca: s.pki.CAs[caEtcdServer]}
+	}
+	r.Probes.Watch(t)
 }
 
 // observeOnly fills the observation from what the bridge already knows, without asking it

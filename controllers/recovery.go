@@ -102,6 +102,11 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 			}
 		}
 		terminal := st.State == "" || mesosbridge.TaskState(st.State).Terminal()
+		if isDesired && terminal && st.ConsecutiveFailures > 0 && st.SpecHash != "" && st.SpecHash != spec.SpecHash {
+			// A failure streak belongs to the spec that failed: once the spec changed (a
+			// fix, a version set back) the next incarnation starts now, with a clean count.
+			st.ConsecutiveFailures = 0
+		}
 		if !isDesired && terminal {
 			continue // scaled away and gone: forget it
 		}

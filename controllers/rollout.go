@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"sort"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -8,20 +9,36 @@ import (
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
-// rolloutKills names the out-of-date tasks (spec hash differs from the current spec's)
-// to replace now. Servers go one at a time and only while every server is ready, so the
-// control plane never loses two members; agents go up to maxUnavailable at once, counting
-// the agents already down. The bridge relaunches a killed task that is still desired with
-// the new spec once it is terminal.
-func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, maxUnavailable *intstr.IntOrString, r readiness) []string {
+// rollout is what a pass of a rolling update does: the out-of-date tasks (spec hash
+// differs from the current spec's, e.g. after a change of spec.version) to replace now,
+// and the step it is at, for the status.
+type rollout struct {
+	kills []string
+	// step names where the rollout is ("server-1 of 3 updated; waiting for etcd: ..."),
+	// empty when every task is up to date.
+	step string
+}
+
+// planRollout picks the out-of-date tasks to replace now. Servers go first, one at a
+// time, each only while every server serves and, with embedded etcd, etcd has all its
+// members and every one is healthy, so the control plane never loses two members. Agents
+// follow once every server is updated and serving (an agent never runs a newer K3s than
+// the servers), up to maxUnavailable at once, counting the agents already down; each is
+// drained before its kill (drainBeforeKill). The bridge relaunches a killed task that is
+// still desired with the new spec once it is terminal.
+func planRollout(desired []mesosbridge.TaskSpec, observed map[string]mesosbridge.ObservedTask, maxUnavailable *intstr.IntOrString, r readiness) rollout {
 	var staleServers, staleAgents []mesosbridge.ObservedTask
-	serversReady, agentsUnavailable, agents := true, 0, 0
+	var notServing string
+	servers, agents, agentsUnavailable := 0, 0, 0
 	for _, t := range desired {
 		o, ok := observed[t.Name]
 		ready := ok && r.serves(o)
 		switch t.Role {
 		case roleServer:
-			serversReady = serversReady && ready
+			servers++
+			if !ready && notServing == "" {
+				notServing = t.Name
+			}
 		case roleAgent:
 			agents++
 			if !ready {
@@ -37,20 +54,37 @@ func rolloutKills(desired []mesosbridge.TaskSpec, observed map[string]mesosbridg
 			staleAgents = append(staleAgents, o)
 		}
 	}
+	if len(staleServers) == 0 && len(staleAgents) == 0 {
+		return rollout{}
+	}
 	byIndexDesc := func(ts []mesosbridge.ObservedTask) {
 		sort.Slice(ts, func(i, j int) bool { return ts[i].Index > ts[j].Index })
 	}
-	var kills []string
-	if serversReady && len(staleServers) > 0 {
+	serverStep := fmt.Sprintf("%d of %d servers updated", servers-len(staleServers), servers)
+	etcdOK, etcdWhy := r.etcdComplete(servers)
+	switch {
+	case len(staleServers) > 0 && notServing != "":
+		return rollout{step: serverStep + "; waiting for " + notServing + " to serve"}
+	case len(staleServers) > 0 && !etcdOK:
+		return rollout{step: serverStep + "; waiting for etcd: " + etcdWhy}
+	case len(staleServers) > 0:
 		byIndexDesc(staleServers)
-		kills = append(kills, staleServers[0].Name)
+		next := staleServers[0].Name
+		return rollout{kills: []string{next}, step: serverStep + "; replacing " + next}
+	case notServing != "":
+		return rollout{step: "servers updated; waiting for " + notServing + " to serve before the agents"}
 	}
+	agentStep := fmt.Sprintf("servers updated, %d of %d agents updated", agents-len(staleAgents), agents)
 	budget := maxUnavailableAgents(maxUnavailable, agents) - agentsUnavailable
 	byIndexDesc(staleAgents)
+	var kills []string
 	for i := 0; i < len(staleAgents) && i < budget; i++ {
 		kills = append(kills, staleAgents[i].Name)
 	}
-	return kills
+	if len(kills) == 0 {
+		return rollout{step: fmt.Sprintf("%s; waiting: %d agents unavailable, maxUnavailable %d", agentStep, agentsUnavailable, maxUnavailableAgents(maxUnavailable, agents))}
+	}
+	return rollout{kills: kills, step: fmt.Sprintf("%s; draining and replacing %v", agentStep, kills)}
 }
 
 // maxUnavailableAgents resolves rollout.maxUnavailable against the agent count; a

@@ -47,6 +47,10 @@ type observation struct {
 
 	// stalledTask names a task that failed failureThreshold times in a row.
 	stalledTask string
+	// version is the K3s version the spec asks for.
+	version string
+	// rolloutStep is where a rolling update is (planRollout), empty when none runs.
+	rolloutStep string
 	// waiting is what the launch plan waits for, if anything.
 	waiting string
 	// failedTasks names terminal tasks waiting to be relaunched.
@@ -260,12 +264,14 @@ func reconcilingCondition(ready, agents, stalled metav1.Condition, o observation
 	switch {
 	case stalled.Status == metav1.ConditionTrue:
 		return condition(t, metav1.ConditionFalse, stalled.Reason, "stalled: "+stalled.Message)
+	case o.rolloutStep != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonRollingUpdate, "rolling update to "+o.version+": "+o.rolloutStep)
 	case ready.Status != metav1.ConditionTrue:
 		return condition(t, metav1.ConditionTrue, ready.Reason, ready.Message)
 	case agents.Status != metav1.ConditionTrue:
 		return condition(t, metav1.ConditionTrue, agents.Reason, agents.Message)
 	case o.servers.updated < o.servers.desired || o.agents.updated < o.agents.desired:
-		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonRollingOut, "replacing out-of-date tasks")
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonRollingUpdate, "rolling update to "+o.version+": replacing out-of-date tasks")
 	}
 	return condition(t, metav1.ConditionFalse, v1alpha1.ReasonReady, "the cluster matches its spec")
 }
@@ -284,7 +290,7 @@ func phase(ready, reconciling, stalled metav1.Condition, o observation) string {
 		return v1alpha1.PhaseProvisioning
 	case ready.Status != metav1.ConditionTrue:
 		return v1alpha1.PhaseDegraded
-	case reconciling.Reason == v1alpha1.ReasonRollingOut:
+	case reconciling.Reason == v1alpha1.ReasonRollingUpdate:
 		return v1alpha1.PhaseUpdating
 	case reconciling.Status == metav1.ConditionTrue && o.agents.live != o.agents.desired:
 		return v1alpha1.PhaseUpdating

@@ -3,8 +3,10 @@ package controllers
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
@@ -66,11 +68,25 @@ func mergeObserved(st v1alpha1.TaskStatus, obs mesosbridge.ObservedTask, spec me
 	if isDesired && st.SpecHash == spec.SpecHash {
 		st.Version = version
 	}
-	st.Message = obs.Message
+	st.Message = explainExit(obs.Message)
 	if obs.Reason != "" {
-		st.Message = fmt.Sprintf("%s: %s", obs.Reason, obs.Message)
+		st.Message = fmt.Sprintf("%s: %s", obs.Reason, st.Message)
 	}
 	return st
+}
+
+// wrongVersionExit is how the executors report the task script's refusal to run a K3s of
+// another release ("Command exited with status 78", src/launcher/executor.cpp and
+// default_executor.cpp word it so).
+var wrongVersionExit = fmt.Sprintf("exited with status %d", k3s.ExitWrongVersion)
+
+// explainExit adds what a status of the task script means; Mesos passes on the exit
+// status only, the script's own words are in the task's stderr.
+func explainExit(msg string) string {
+	if strings.HasSuffix(msg, wrongVersionExit) {
+		return msg + " (the K3s executable is not the release spec.version names: check binaryURL or image; the task's stderr says which it is)"
+	}
+	return msg
 }
 
 var roleRank = map[string]int{string(roleServer): 0, string(roleAgent): 1}
