@@ -30,7 +30,7 @@ const (
 	// never allows it, a kubelet that no longer answers) go with the node.
 	drainTimeout = 2 * time.Minute
 	// drainPoll is how soon a drain is looked at again.
-	drainPoll = 5 * time.Second
+	drainPoll = 2 * time.Second
 	// annotationDrainStarted on a Node records when its drain began (RFC 3339), so an
 	// operator restart keeps the deadline.
 	annotationDrainStarted = "mesosk3s.io/drain-started"

@@ -26,16 +26,18 @@ import (
 )
 
 // TestPlaygroundHA runs `make dev --ha`: three real K3s servers on embedded etcd, each on
-// a host of its own, and two real agents. It checks that etcd has three healthy members,
-// SIGKILLs the first server (the one the kubeconfig points at, which started etcd), sees
-// the API answer through another server meanwhile, and waits until the killed server is
-// back as a member and etcd has three healthy members again.
+// a host of its own, and two real agents, at v1.25.2+k3s1. It checks that etcd has three
+// healthy members, SIGKILLs the first server (the one the kubeconfig points at, which
+// started etcd), sees the API answer through another server meanwhile, and waits until
+// the killed server is back as a member and etcd has three healthy members again. Then it
+// upgrades the cluster to v1.25.4+k3s1 while some server's API and the workload answer.
 func TestPlaygroundHA(t *testing.T) {
+	previous := previousK3s(t)
 	root, k3s, assets, work, dev, manager := e2eSetup(t)
 	state := filepath.Join(work, "state")
-	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", k3s, "--manager", manager, "--assets", assets,
+	pg := startPlayground(t, dev, "--state-dir", state, "--k3s", previous, "--manager", manager, "--assets", assets,
 		"--node-assets", filepath.Join(root, "bin", "node"), "--ha", "--agents", "2",
-		"--sample", filepath.Join(root, "config/samples/playground/k3scluster-ha.yaml"))
+		"--sample", sampleAt(t, filepath.Join(root, "config/samples/playground/k3scluster-ha.yaml"), previousVersion))
 	ready := pg.waitOutput(t, "is Ready after", 6*time.Minute)
 	answers := pg.waitOutput(t, "answers at", 3*time.Minute)
 	t.Logf("make dev --ha: %s; %s", ready, answers)
@@ -78,6 +80,21 @@ func TestPlaygroundHA(t *testing.T) {
 	if got := wl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
 		t.Fatalf("/readyz through the kubeconfig after server-0 came back: %q", got)
 	}
+	checkDemo(t, wl)
+
+	// The upgrade: servers one by one, each after etcd has its three members healthy,
+	// then the agents; some server's API answers throughout the server phase.
+	spreadDemo(t, wl, work)
+	report := upgrade(t, mgmt, wl, clusterKC, currentVersion, "file://"+k3s)
+	t.Logf("3 servers + 2 agents, %s → %s: %s", previousVersion, currentVersion, report)
+	if report.longestAPIGap > 2*time.Second {
+		t.Errorf("no server's API answered for %s during the upgrade", report.longestAPIGap)
+	}
+	if report.longestWorkloadGap > 5*time.Second {
+		t.Errorf("the workload did not answer for %s during the upgrade", report.longestWorkloadGap)
+	}
+	report.inOrder(t, []string{"server-2", "server-1", "server-0", "agent-1", "agent-0"})
+	etcd.waitHealthyMembers(t, serverAddresses(t, mgmt), 3, time.Minute)
 	checkDemo(t, wl)
 
 	instance := pg.instance(t)
