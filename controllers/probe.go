@@ -144,6 +144,9 @@ type httpProbes struct {
 
 	mu      sync.Mutex
 	workers map[mesosbridge.ClusterKey]*probeWorker
+	// stopped: Start has returned or is returning; Watch starts no worker any more (a
+	// reconcile may still run while the manager stops, and wg.Add must not race wg.Wait).
+	stopped bool
 	wg      sync.WaitGroup
 }
 
@@ -160,6 +163,7 @@ func newHTTPProbes(ctx context.Context, changed func(mesosbridge.ClusterKey)) *h
 func (p *httpProbes) Start(ctx context.Context) error {
 	<-ctx.Done()
 	p.mu.Lock()
+	p.stopped = true
 	for key, w := range p.workers {
 		w.cancel()
 		delete(p.workers, key)
@@ -175,6 +179,9 @@ func (p *httpProbes) NeedLeaderElection() bool { return true }
 func (p *httpProbes) Watch(t probeTarget) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.stopped {
+		return
+	}
 	if w := p.workers[t.key]; w != nil {
 		w.update(t)
 		return
