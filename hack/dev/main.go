@@ -69,6 +69,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Whoever reads the output may go away (a closed terminal, a test that died): a write
+	// to the broken pipe must fail, not kill the playground before it has put the machine
+	// back (Go exits on SIGPIPE on stdout unless SIGPIPE is notified).
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "make dev:", err)
 		os.Exit(1)
