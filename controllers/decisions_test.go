@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -330,5 +331,19 @@ func TestReadinessNeedsWhatTheChecksSee(t *testing.T) {
 	stopped := obsTask(roleAgent, 0, mesosbridge.TaskStaging, nil, "h")
 	if r.serves(stopped) || r.why(stopped) != "" {
 		t.Errorf("a task Mesos does not see running never serves, and needs no explaining")
+	}
+}
+
+// K3s names an etcd member <node name>-<8 hex>: each server task finds its member, and no
+// task of another cluster whose name merely starts alike does.
+func TestEtcdMembersOfTasks(t *testing.T) {
+	servers := map[string]serverAddress{"server-0": {}, "server-1": {}, "server-10": {}}
+	got := membersOfTasks("demo", []etcdMember{
+		{ID: "11", Name: "demo-server-0-1a2b3c4d"}, {ID: "12", Name: "demo-server-1-5e6f7a8b"},
+		{ID: "13", Name: "demo-server-10-9c0d1e2f"}, {ID: "14", Name: "demo2-server-0-aaaaaaaa"},
+	}, servers)
+	want := map[string]string{"server-0": "11", "server-1": "12", "server-10": "13"}
+	if !maps.Equal(got, want) {
+		t.Errorf("members of tasks %v, want %v", got, want)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mesosk3s/mesosk3s/k3s"
+	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
 // With embedded etcd, a server serves only while its etcd member says it is healthy, and
@@ -37,13 +39,17 @@ type etcdHealth struct {
 	members []string
 	// problem says why the members could not be listed ("" when they were).
 	problem string
+	// memberOf maps server task names to their member's ID; leader is the leader's task
+	// name ("" when unknown).
+	memberOf map[string]string
+	leader   string
 }
 
 func (e *etcdHealth) equal(o *etcdHealth) bool {
 	if e == nil || o == nil {
 		return e == o
 	}
-	return e.problem == o.problem && strings.Join(e.members, ",") == strings.Join(o.members, ",")
+	return e.problem == o.problem && strings.Join(e.members, ",") == strings.Join(o.members, ",") && e.leader == o.leader
 }
 
 // etcdComplete says whether etcd has a member for each of the wanted servers (true when
@@ -112,12 +118,117 @@ func (w *probeWorker) checkEtcd(ctx context.Context, t probeTarget, res *probeRe
 				if members, err := etcdMembers(ctx, c, base, w.probes.timeout); err != nil {
 					res.etcd.problem = err.Error()
 				} else {
-					res.etcd = &etcdHealth{members: members}
+					res.etcd = &etcdHealth{members: memberNames(members), memberOf: membersOfTasks(t.key.Name, members, t.servers)}
+					if leader, err := etcdLeader(ctx, c, base, w.probes.timeout); err == nil {
+						for task, id := range res.etcd.memberOf {
+							if id == leader {
+								res.etcd.leader = task
+							}
+						}
+					}
 				}
 			}
 		}
 		res.servers[name] = h
 	}
+}
+
+// membersOfTasks maps server tasks to etcd member IDs: K3s names a member after its node,
+// <node name>-<8 hex>.
+func membersOfTasks(cluster string, members []etcdMember, servers map[string]serverAddress) map[string]string {
+	out := map[string]string{}
+	for task := range servers {
+		for _, m := range members {
+			if strings.HasPrefix(m.Name, nodeName(cluster, task)+"-") {
+				out[task] = m.ID
+			}
+		}
+	}
+	return out
+}
+
+// moveEtcdLeader asks the etcd leader, when it is the member of server task, to hand
+// leadership to another healthy member (etcd's MoveLeader, POST
+// /v3/maintenance/transfer-leadership on the leader), so that replacing the task costs no
+// leader election: the API keeps answering. It reports whether it moved it.
+func (w *probeWorker) moveEtcdLeader(ctx context.Context, task string) (bool, error) {
+	w.mu.Lock()
+	t, last := w.target, w.last
+	w.mu.Unlock()
+	if t.etcd == nil || last == nil || last.etcd == nil || last.etcd.leader != task {
+		return false, nil
+	}
+	target := ""
+	for _, other := range slices.Sorted(maps.Keys(last.etcd.memberOf)) {
+		if other != task && last.servers[other].etcdHealthy {
+			target = last.etcd.memberOf[other]
+			break
+		}
+	}
+	if target == "" {
+		return false, fmt.Errorf("no other healthy etcd member to hand leadership to")
+	}
+	c, err := w.etcdClient(t, time.Now())
+	if err != nil {
+		return false, err
+	}
+	base, err := etcdURL(t.servers[task].url)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*w.probes.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v3/maintenance/transfer-leadership", strings.NewReader(`{"targetID":"`+target+`"}`))
+	if err != nil {
+		return false, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("etcd transfer-leadership: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("etcd transfer-leadership answered %d: %.200s", resp.StatusCode, body)
+	}
+	// The next round must see the new leader before anything relies on it.
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+	w.mu.Lock()
+	if w.last != nil && w.last.etcd != nil {
+		moved := *w.last.etcd
+		moved.leader = ""
+		res := *w.last
+		res.etcd = &moved
+		w.last = &res
+	}
+	w.mu.Unlock()
+	return true, nil
+}
+
+// MoveEtcdLeader moves embedded etcd's leadership away from the member of server task
+// of the cluster before the task is replaced (see moveEtcdLeader).
+func (p *httpProbes) MoveEtcdLeader(ctx context.Context, key mesosbridge.ClusterKey, task string) (bool, error) {
+	p.mu.Lock()
+	w := p.workers[key]
+	p.mu.Unlock()
+	if w == nil {
+		return false, nil
+	}
+	return w.moveEtcdLeader(ctx, task)
+}
+
+// etcdLeader is the leader's member ID as one member sees it (POST /v3/maintenance/status).
+func etcdLeader(ctx context.Context, c *http.Client, base string, timeout time.Duration) (string, error) {
+	var st struct {
+		Leader string `json:"leader"`
+	}
+	if err := etcdPost(ctx, c, base+"/v3/maintenance/status", timeout, &st); err != nil {
+		return "", err
+	}
+	return st.Leader, nil
 }
 
 // etcdURL is the etcd client URL on a server's host.
@@ -129,33 +240,26 @@ func etcdURL(serverURL string) (string, error) {
 	return "https://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(k3s.EtcdClientPort)), nil
 }
 
-func etcdMembers(ctx context.Context, c *http.Client, base string, timeout time.Duration) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v3/cluster/member/list", strings.NewReader("{}"))
-	if err != nil {
+// etcdMember is a member as etcd's gRPC gateway lists it (64-bit IDs as strings).
+type etcdMember struct {
+	ID   string `json:"ID"`
+	Name string `json:"name"`
+}
+
+func etcdMembers(ctx context.Context, c *http.Client, base string, timeout time.Duration) ([]etcdMember, error) {
+	var list struct {
+		Members []etcdMember `json:"members"`
+	}
+	if err := etcdPost(ctx, c, base+"/v3/cluster/member/list", timeout, &list); err != nil {
 		return nil, err
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("etcd member list: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("etcd member list answered %d: %.200s", resp.StatusCode, body)
-	}
-	var list struct {
-		Members []struct {
-			Name string `json:"name"`
-		} `json:"members"`
-	}
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("etcd member list: %w", err)
-	}
+	return list.Members, nil
+}
+
+// memberNames are the members' names, sorted; a member added but not started yet has none.
+func memberNames(members []etcdMember) []string {
 	names := []string{}
-	for _, m := range list.Members {
-		// A member added but not started yet has no name.
+	for _, m := range members {
 		name := m.Name
 		if name == "" {
 			name = "(unstarted)"
@@ -163,5 +267,28 @@ func etcdMembers(ctx context.Context, c *http.Client, base string, timeout time.
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	return names, nil
+	return names
+}
+
+// etcdPost POSTs an empty request to one of etcd's gRPC gateway endpoints and decodes the answer.
+func etcdPost(ctx context.Context, c *http.Client, u string, timeout time.Duration, into any) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("etcd %s: %w", path.Base(u), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("etcd %s answered %d: %.200s", path.Base(u), resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, into); err != nil {
+		return fmt.Errorf("etcd %s: %w", path.Base(u), err)
+	}
+	return nil
 }

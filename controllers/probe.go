@@ -40,6 +40,9 @@ type HealthProber interface {
 	Result(key mesosbridge.ClusterKey) (probeResult, bool)
 	// Forget stops checking the cluster.
 	Forget(key mesosbridge.ClusterKey)
+	// MoveEtcdLeader hands embedded etcd's leadership away from server task's member if it
+	// leads, before the task is replaced; it says whether it moved it.
+	MoveEtcdLeader(ctx context.Context, key mesosbridge.ClusterKey, task string) (bool, error)
 }
 
 // NoHealthChecks is a HealthProber that checks nothing: readiness is Mesos' alone (tests
@@ -49,6 +52,9 @@ type NoHealthChecks struct{}
 func (NoHealthChecks) Watch(probeTarget)                                 {}
 func (NoHealthChecks) Result(mesosbridge.ClusterKey) (probeResult, bool) { return probeResult{}, false }
 func (NoHealthChecks) Forget(mesosbridge.ClusterKey)                     {}
+func (NoHealthChecks) MoveEtcdLeader(context.Context, mesosbridge.ClusterKey, string) (bool, error) {
+	return false, nil
+}
 
 // probeTarget is what to check, as the last reconcile pass saw the cluster.
 type probeTarget struct {

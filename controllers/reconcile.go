@@ -112,6 +112,9 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	if freezeRollout {
 		roll = rollout{step: "frozen: " + s.obs.unsupported}
 	}
+	if c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
+		roll = r.etcdLeaderFirst(ctx, s, roll)
+	}
 	s.obs.rolloutStep = roll.step
 	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDownKills(all, known), roll.kills...), known, ready)
 	if waiting == "" {

@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
@@ -98,4 +100,28 @@ func maxUnavailableAgents(v *intstr.IntOrString, agents int) int {
 		return 1
 	}
 	return n
+}
+
+// etcdLeaderFirst holds back the kill of a server whose etcd member leads and moves the
+// leadership to another member first: the next pass replaces it without an election, so
+// the remaining servers' API keeps answering. If leadership cannot be moved, the server
+// is replaced anyway (etcd elects a new leader, as when a server fails).
+func (r *K3sClusterReconciler) etcdLeaderFirst(ctx context.Context, s *clusterScope, roll rollout) rollout {
+	for i, name := range roll.kills {
+		role, _, _ := mesosbridge.ParseTaskName(name)
+		if role != roleServer {
+			continue
+		}
+		moved, err := r.Probes.MoveEtcdLeader(ctx, s.key(), name)
+		switch {
+		case err != nil:
+			s.log.Info("could not move etcd leadership before replacing the server; replacing it anyway", "server", name, "error", err.Error())
+		case moved:
+			roll.kills = append(roll.kills[:i:i], roll.kills[i+1:]...)
+			roll.step += "; moved etcd leadership away from " + name + " first"
+			r.event(s.cluster, corev1.EventTypeNormal, "EtcdLeaderMoved", "Rollout", "moved etcd leadership from %s to another member before replacing it", name)
+			return roll
+		}
+	}
+	return roll
 }

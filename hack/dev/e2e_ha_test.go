@@ -94,6 +94,10 @@ func TestPlaygroundHA(t *testing.T) {
 		t.Errorf("the workload did not answer for %s during the upgrade", report.longestWorkloadGap)
 	}
 	report.inOrder(t, []string{"server-2", "server-1", "server-0", "agent-1", "agent-0"})
+	// The leader's turn came for at least one server: its leadership was moved first.
+	if events := mgmt.run(t, "get", "events.events.k8s.io", "--field-selector", "regarding.name=playground,reason=EtcdLeaderMoved", "-o", "name"); strings.TrimSpace(events) == "" {
+		t.Errorf("no EtcdLeaderMoved event: no server was replaced after moving etcd's leadership away from it")
+	}
 	etcd.waitHealthyMembers(t, serverAddresses(t, mgmt), 3, time.Minute)
 	checkDemo(t, wl)
 
