@@ -14,6 +14,8 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 TEST_FLAGS ?= -race -count=1 -timeout 45m
 # Flags for the playground, e.g. `make dev DEV_FLAGS=--ha`.
 DEV_FLAGS ?=
+# The packages with benchmarks; make test runs each of them a few times.
+BENCH_PACKAGES ?= ./mesosbridge ./mesostest
 
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
@@ -85,6 +87,8 @@ node-prereqs: ## Install (once) what real K3s nodes need here: Debian's containe
 .PHONY: test
 test: verify-generated fmt-check vet k3s k3s-previous flux node-prereqs ## Run every test against a real API server, real K3s and a real Flux (all built on first use).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 MESOSK3S_REQUIRE_FLUX=1 go test $(TEST_FLAGS) ./...
+	@# Every benchmark, a few iterations: one that no longer runs fails here, not in a release.
+	go test -run '^$$' -bench . -benchtime 3x $(BENCH_PACKAGES)
 
 .PHONY: dev
 dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator, a real K3s server and real K3s nodes, until Ctrl-C (DEV_FLAGS=--ha: three servers).
