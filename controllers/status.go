@@ -282,11 +282,11 @@ func phase(ready, reconciling, stalled metav1.Condition, o observation) string {
 	case stalled.Status == metav1.ConditionTrue:
 		return v1alpha1.PhaseFailed
 	case !o.connectionSet || !o.connection.Connected:
-		if o.everReady {
+		if o.everReady && !o.firstRun {
 			return v1alpha1.PhaseDegraded
 		}
 		return v1alpha1.PhasePending
-	case ready.Status != metav1.ConditionTrue && !o.everReady:
+	case ready.Status != metav1.ConditionTrue && (!o.everReady || o.firstRun):
 		return v1alpha1.PhaseProvisioning
 	case ready.Status != metav1.ConditionTrue:
 		return v1alpha1.PhaseDegraded

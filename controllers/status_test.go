@@ -53,6 +53,14 @@ func TestConditionsFromObservation(t *testing.T) {
 				controlPlane: controlPlaneHealth{message: "no kube-scheduler has looked at the control-plane probe's pod (for 31s)"},
 			}}
 		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonControlPlaneNotWorking, v1alpha1.PhaseDegraded},
+		{"first run: servers up, control plane not proven yet", with(subscribed(), func(o *observation) {
+			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 0}
+			o.kubeconfigWritten, o.everReady, o.firstRun = true, true, true
+			o.readiness = readiness{probe: &probeResult{
+				servers:      map[string]serverHealth{"server-0": {reachable: true, apiReady: true, k3sReady: true}},
+				controlPlane: controlPlaneHealth{message: "no kube-controller-manager has created the control-plane probe's pod (for 2s)"},
+			}}
+		}), metav1.ConditionFalse, metav1.ConditionTrue, metav1.ConditionFalse, v1alpha1.ReasonControlPlaneNotWorking, v1alpha1.PhaseProvisioning},
 		{"ready, agents still coming", with(subscribed(), func(o *observation) {
 			o.servers, o.agents = roleCount{desired: 1, live: 1, running: 1, ready: 1, updated: 1}, roleCount{desired: 3, live: 1, running: 1, ready: 1, updated: 1}
 			o.kubeconfigWritten = true
