@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/internal/cgroupfs"
 )
 
 // An agent with AgentConfig.Cgroups runs its containers the way a Mesos agent with
@@ -107,7 +109,7 @@ type containerCgroup struct {
 func newContainerCgroup(h *cgroupHierarchies, root, containerID string, cpus, memMiB float64) (*containerCgroup, error) {
 	c := &containerCgroup{h: h, path: "/" + root + "/" + containerID, attach: map[string]string{}, root: root}
 	for _, mnt := range h.v1 {
-		if err := mkdirCgroup(mnt, c.path); err != nil {
+		if err := cgroupfs.MkdirAll(mnt, c.path); err != nil {
 			c.remove()
 			return nil, fmt.Errorf("Failed to prepare isolator: %v", err)
 		}
@@ -147,7 +149,7 @@ func (c *containerCgroup) nested(containerID string) (*containerCgroup, error) {
 			n.attach[mnt] = c.path
 			continue
 		}
-		if err := mkdirCgroup(mnt, n.path); err != nil {
+		if err := cgroupfs.MkdirAll(mnt, n.path); err != nil {
 			n.remove()
 			return nil, fmt.Errorf("Failed to launch nested container: %v", err)
 		}
@@ -185,7 +187,7 @@ func (c *containerCgroup) destroy() error {
 			b, err := os.ReadFile(state)
 			return err != nil || strings.TrimSpace(string(b)) == "FROZEN"
 		})
-		for _, pid := range cgroupPids(freezer) {
+		for _, pid := range cgroupfs.Pids(freezer) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_ = os.WriteFile(state, []byte("THAWED"), 0o644)
@@ -194,7 +196,7 @@ func (c *containerCgroup) destroy() error {
 	if !waitUntil(30*time.Second, func() bool {
 		left := false
 		for _, dir := range append([]string{freezer}, c.owned...) {
-			for _, pid := range cgroupPids(dir) {
+			for _, pid := range cgroupfs.Pids(dir) {
 				left = true
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -227,51 +229,6 @@ func (c *containerCgroup) remove() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// mkdirCgroup creates path (every missing level) in a hierarchy; a cpuset level gets its
-// parent's cpus and mems, without which no process can join it.
-func mkdirCgroup(mnt, path string) error {
-	p := mnt
-	for _, c := range strings.Split(strings.Trim(path, "/"), "/") {
-		parent := p
-		p = filepath.Join(p, c)
-		if err := os.Mkdir(p, 0o755); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				continue
-			}
-			return err
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if b, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
-				if err := os.WriteFile(filepath.Join(p, f), b, 0o644); err != nil {
-					return fmt.Errorf("%s: %v", filepath.Join(p, f), err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// cgroupPids lists the processes in a cgroup subtree.
-func cgroupPids(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		if err != nil {
-			return nil
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
 }
 
 // rmdirTree removes a cgroup tree, children first. A missing tree is no error.

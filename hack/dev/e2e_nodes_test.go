@@ -5,14 +5,19 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/hack/hostguard"
+	"github.com/mesosk3s/mesosk3s/internal/cgroupfs"
 )
 
 // waitNodes waits until the workload cluster's Nodes are exactly want, all Ready.
@@ -146,14 +151,14 @@ func noSecretsShown(t *testing.T, mgmt kubectl, state, mesosURL string) {
 		}
 	}
 	// The agent's own environment: its token is the agent token.
-	pid := findProcess(t, state, "agent")
+	pid := findProcess(t, state, "agent", "")
 	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	serverToken := values["playground-token/token"]
 	if serverToken == "" {
-		t.Fatalf("no server token among %v", keys(values))
+		t.Fatalf("no server token among %v", slices.Sorted(maps.Keys(values)))
 	}
 	if strings.Contains(string(env), serverToken) {
 		t.Errorf("the K3s agent's environment holds the servers' token")
@@ -239,7 +244,7 @@ func firstEvent(t *testing.T, lines, reason, text string) time.Time {
 // container, no mount.
 func killAgentAndRejoin(t *testing.T, mgmt, wl kubectl, state string) {
 	t.Helper()
-	pid := findProcess(t, state, "agent")
+	pid := findProcess(t, state, "agent", "")
 	sandbox, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
 	cgroup := freezerCgroup(t, pid)
 	if !strings.Contains(cgroup, "mesostest-") {
@@ -306,20 +311,9 @@ func processEnv(pid int, name string) string {
 	return ""
 }
 
+// cgroupProcs lists the processes of a container's freezer cgroup subtree.
 func cgroupProcs(cgroup string) []int {
-	var pids []int
-	_ = filepath.WalkDir(filepath.Join("/sys/fs/cgroup/freezer", cgroup), func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					pids = append(pids, pid)
-				}
-			}
-		}
-		return nil
-	})
-	return pids
+	return cgroupfs.Pids(filepath.Join("/sys/fs/cgroup/freezer", cgroup))
 }
 
 func zombie(pid int) bool {
@@ -334,27 +328,17 @@ func zombie(pid int) bool {
 
 func tryGet(url string) (string, error) { return fetchBody(context.Background(), url) }
 
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // logNodeMemory reports, for each K3s process of the playground, the resident memory of
 // its Mesos container: the sum of VmRSS of every process in the container's cgroup (K3s,
 // containerd, shims, pods), and the memory cgroup's usage (which adds the page cache).
 // A measurement for docs/performance.md, not an assertion.
 func logNodeMemory(t *testing.T, state string) {
 	t.Helper()
-	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
-		pidText, line, _ := strings.Cut(p, ": ")
+	for _, p := range hostguard.Processes(filepath.Join(state, "sandboxes")) {
+		line, pid := p.Cmdline, p.PID
 		if !strings.HasPrefix(line, "k3s server") && !strings.HasPrefix(line, "k3s agent") {
 			continue
 		}
-		pid, _ := strconv.Atoi(pidText)
 		cgroup := freezerCgroup(t, pid)
 		var rss int64
 		procs := cgroupProcs(cgroup)

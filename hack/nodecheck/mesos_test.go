@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mesosk3s/mesosk3s/internal/cgroupfs"
 )
 
 // This file emulates what a Mesos agent with the cgroups isolators (cgroups_root
@@ -96,7 +98,7 @@ func launch(t *testing.T, h hierarchies, host *emuHost, id, name, sandbox, comma
 		t.Fatal(err)
 	}
 	for _, mnt := range h.v1 {
-		if err := mkdirCgroup(mnt, tk.cgroup); err != nil {
+		if err := cgroupfs.MkdirAll(mnt, tk.cgroup); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -153,54 +155,8 @@ func launch(t *testing.T, h hierarchies, host *emuHost, id, name, sandbox, comma
 	return tk
 }
 
-// mkdirCgroup creates path (all missing levels) in a hierarchy; cpuset levels get their
-// parent's cpus and mems, without which no process can join them.
-func mkdirCgroup(mnt, path string) error {
-	p := mnt
-	for _, c := range strings.Split(strings.Trim(path, "/"), "/") {
-		parent := p
-		p = filepath.Join(p, c)
-		if err := os.Mkdir(p, 0o755); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				continue
-			}
-			return err
-		}
-		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
-			if b, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
-				if err := os.WriteFile(filepath.Join(p, f), b, 0o644); err != nil {
-					return fmt.Errorf("%s: %v", filepath.Join(p, f), err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// pids lists the processes in a cgroup subtree of one hierarchy.
-func cgroupPids(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		if err != nil {
-			return nil
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	sort.Ints(pids)
-	return pids
-}
-
 // pids lists every process of the task (its freezer cgroup subtree).
-func (tk *task) pids() []int { return cgroupPids(filepath.Join(tk.h.freezer, tk.cgroup)) }
+func (tk *task) pids() []int { return cgroupfs.Pids(filepath.Join(tk.h.freezer, tk.cgroup)) }
 
 // killReport says what the emulated Mesos kill found and did.
 type killReport struct {
@@ -243,7 +199,7 @@ func (tk *task) kill() (killReport, error) {
 	// would show up here.
 	if err := waitFor(30*time.Second, func() error {
 		for _, mnt := range tk.h.v1 {
-			if pids := cgroupPids(filepath.Join(mnt, tk.cgroup)); len(pids) > 0 {
+			if pids := cgroupfs.Pids(filepath.Join(mnt, tk.cgroup)); len(pids) > 0 {
 				for _, pid := range pids {
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
