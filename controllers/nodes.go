@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -160,7 +162,7 @@ func (r *K3sClusterReconciler) removeAgentNodes(ctx context.Context, s *clusterS
 		return ""
 	}
 	var problems, removed []string
-	for _, node := range sortedNodeNames(res.nodes) {
+	for _, node := range slices.Sorted(maps.Keys(res.nodes)) {
 		task, ok := agentTaskOfNode(s.cluster.Name, node)
 		if !ok {
 			continue
@@ -198,15 +200,6 @@ func agentTaskOfNode(cluster, node string) (string, bool) {
 	}
 	role, _, ok := mesosbridge.ParseTaskName(task)
 	return task, ok && role == roleAgent
-}
-
-func sortedNodeNames(nodes map[string]nodeHealth) []string {
-	names := make([]string, 0, len(nodes))
-	for n := range nodes {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 func parseTime(s string) (time.Time, bool) {

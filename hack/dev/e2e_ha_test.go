@@ -1,18 +1,13 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -55,7 +50,7 @@ func TestPlaygroundHA(t *testing.T) {
 
 	// The first server dies: Mesos reports it failed and the operator relaunches it on its
 	// data; meanwhile another server answers for the cluster.
-	pid := findHostProcess(t, state, servers["server-0"].host, "server")
+	pid := findProcess(t, state, "server", servers["server-0"].host)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -131,21 +126,6 @@ func serverAddresses(t *testing.T, mgmt kubectl) map[string]serverAddress {
 	return servers
 }
 
-// findHostProcess finds the K3s process of a role on one emulated host: its environment's
-// HOST, which Mesos tasks get (the agent's host name as offers name it).
-func findHostProcess(t *testing.T, state, host, role string) int {
-	t.Helper()
-	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
-		pidText, line, _ := strings.Cut(p, ": ")
-		pid, _ := strconv.Atoi(pidText)
-		if strings.HasPrefix(line, "k3s "+role) && processEnv(pid, "HOST") == host {
-			return pid
-		}
-	}
-	t.Fatalf("no k3s %s process on %s under %s: %v", role, host, state, processesUnder(state))
-	return 0
-}
-
 // etcdClient talks to K3s's embedded etcd with a client certificate from the cluster's
 // etcd server CA (in the <name>-ca Secret the operator issued), as K3s's own do.
 type etcdClient struct{ http *http.Client }
@@ -168,17 +148,7 @@ func newEtcdClient(t *testing.T, mgmt kubectl) etcdClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "e2e-etcd-client"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caPair.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalECPrivateKey(key)
-	client, err := tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	client, err := tls.X509KeyPair(clientCert(t, ca, caPair.PrivateKey, pkix.Name{CommonName: "e2e-etcd-client"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	// relaunches it on the same data and CAs; then it must still work, not only answer:
 	// an agent joins and a workload is scheduled and runs.
 	for i := 1; i <= 2; i++ {
-		pid := findProcess(t, state, "server")
+		pid := findProcess(t, state, "server", "")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -326,10 +326,9 @@ func startPlayground(t *testing.T, binary string, args ...string) *playgroundPro
 			}
 		}
 		for _, dir := range stateDirs(args) {
-			for _, left := range processesUnder(dir) {
-				pid, _ := strconv.Atoi(strings.SplitN(left, ":", 2)[0])
-				t.Logf("killing a process the playground left: %s", left)
-				_ = syscall.Kill(pid, syscall.SIGKILL)
+			for _, left := range hostguard.Processes(dir) {
+				t.Logf("killing a process the playground left: %d: %s", left.PID, left.Cmdline)
+				_ = syscall.Kill(left.PID, syscall.SIGKILL)
 			}
 		}
 	})
@@ -477,55 +476,42 @@ func writeForeignKubeconfig(t *testing.T, from, to string) {
 		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
 	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "mesosk3s-admin", Organization: []string{"system:masters"}},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	keyDER, _ := x509.MarshalECPrivateKey(key)
+	certPEM, keyPEM := clientCert(t, caCert, caKey, pkix.Name{CommonName: "mesosk3s-admin", Organization: []string{"system:masters"}})
 	for _, u := range cfg.AuthInfos {
-		u.ClientCertificateData = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-		u.ClientKeyData = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+		u.ClientCertificateData, u.ClientKeyData = certPEM, keyPEM
 	}
 	if err := clientcmd.WriteToFile(*cfg, to); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// processesUnder lists the processes whose command line mentions dir: the playground's
-// task processes run from sandboxes below its state directory.
-func processesUnder(dir string) []string {
-	entries, _ := os.ReadDir("/proc")
-	var out []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		line := strings.ReplaceAll(string(cmdline), "\x00", " ")
-		if strings.Contains(line, dir) || strings.HasPrefix(cwd, dir) {
-			out = append(out, fmt.Sprintf("%d: %s", pid, line))
-		}
+// clientCert issues a client certificate for subject from a CA, valid for an hour, as
+// PEM certificate and key.
+func clientCert(t *testing.T, ca *x509.Certificate, caKey any, subject pkix.Name) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: subject,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 }
 
-// findProcess finds the K3s process of the given role (server/agent) in the sandboxes.
-func findProcess(t *testing.T, state, role string) int {
+// findProcess finds the K3s process of a role (server, agent) in the playground's
+// sandboxes; on host when host is set (its environment's HOST: the agent's host name, as
+// Mesos tasks get it).
+func findProcess(t *testing.T, state, role, host string) int {
 	t.Helper()
-	for _, p := range processesUnder(filepath.Join(state, "sandboxes")) {
-		pidText, line, _ := strings.Cut(p, ": ")
-		if strings.Contains(line, "k3s "+role) || strings.Contains(line, "k3s\x00"+role) || strings.Contains(line, "/k3s "+role) {
-			pid, _ := strconv.Atoi(pidText)
-			return pid
+	for _, p := range hostguard.Processes(filepath.Join(state, "sandboxes")) {
+		if strings.Contains(p.Cmdline, "k3s "+role) && (host == "" || processEnv(p.PID, "HOST") == host) {
+			return p.PID
 		}
 	}
-	t.Fatalf("no k3s %s process under %s: %v", role, state, processesUnder(state))
+	t.Fatalf("no k3s %s process (host %q) under %s: %v", role, host, state, hostguard.ProcessesUnder(state))
 	return 0
 }
 

@@ -10,10 +10,12 @@ package hostguard
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -59,7 +61,7 @@ func Take() Snapshot {
 // empty: anything inside is somebody's). It returns what it changed.
 func (s Snapshot) Restore() []string {
 	var changed []string
-	for _, k := range sortedKeys(s.sysctls) {
+	for _, k := range slices.Sorted(maps.Keys(s.sysctls)) {
 		p := filepath.Join("/proc/sys", k)
 		b, err := os.ReadFile(p)
 		if err != nil || strings.TrimSpace(string(b)) == s.sysctls[k] {
@@ -189,16 +191,23 @@ func short(instance string) string {
 	return instance
 }
 
-// ProcessesUnder lists the processes whose command line mentions dir or that run in it.
-func ProcessesUnder(dir string) []string {
+// Process is a process of the machine: its pid and its command line, words joined by spaces.
+type Process struct {
+	PID     int
+	Cmdline string
+}
+
+// Processes lists the processes whose command line mentions dir or that run in it
+// (a task's processes run from its sandbox), this one and kernel threads left out.
+func Processes(dir string) []Process {
 	if dir == "" {
 		return nil
 	}
 	entries, _ := os.ReadDir("/proc")
-	var out []string
-	self := fmt.Sprint(os.Getpid())
+	var out []Process
 	for _, e := range entries {
-		if e.Name() == self || strings.Trim(e.Name(), "0123456789") != "" {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
@@ -208,17 +217,17 @@ func ProcessesUnder(dir string) []string {
 		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
 		line := strings.ReplaceAll(string(cmdline), "\x00", " ")
 		if strings.Contains(line, dir) || strings.HasPrefix(cwd, dir) {
-			out = append(out, fmt.Sprintf("process %s: %s", e.Name(), line))
+			out = append(out, Process{PID: pid, Cmdline: line})
 		}
 	}
 	return out
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+// ProcessesUnder is Processes as lines for a report.
+func ProcessesUnder(dir string) []string {
+	var out []string
+	for _, p := range Processes(dir) {
+		out = append(out, fmt.Sprintf("process %d: %s", p.PID, p.Cmdline))
 	}
-	sort.Strings(keys)
-	return keys
+	return out
 }
