@@ -108,11 +108,11 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff, ready)
 
 	// An agent leaving (scale-down, rollout) is drained first; a Node no task runs for goes.
-	roll := planRollout(all, known, c.Spec.Rollout.MaxUnavailable, ready)
-	if freezeRollout {
-		roll = rollout{step: "frozen: " + s.obs.unsupported}
+	roll := rollout{step: "frozen: " + s.obs.unsupported}
+	if !freezeRollout {
+		roll = planRollout(all, known, c.Spec.Rollout.MaxUnavailable, ready)
 	}
-	if c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
+	if len(roll.kills) > 0 && c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
 		roll = r.etcdLeaderFirst(ctx, s, roll)
 	}
 	s.obs.rolloutStep = roll.step
