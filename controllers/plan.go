@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -71,6 +72,20 @@ type planInputs struct {
 // names a spec the operator cannot render into a task.
 func desiredTasks(c *v1alpha1.K3sCluster, in planInputs) ([]mesosbridge.TaskSpec, error) {
 	s := c.Spec
+	// What the API server cannot check (a LIKE regular expression that does not compile)
+	// is refused here, naming the field, instead of waiting for offers forever.
+	if err := mesosbridge.ValidateConstraints(constraints(s.Servers.Constraints)); err != nil {
+		return nil, fmt.Errorf("spec.servers.constraints: %w", err)
+	}
+	if err := mesosbridge.ValidateConstraints(constraints(s.Agents.Constraints)); err != nil {
+		return nil, fmt.Errorf("spec.agents.constraints: %w", err)
+	}
+	// Without a volume a relaunched server would start an empty K3s with the cluster's CAs,
+	// and look healthy: never launch a server so (objects stored before disk had its own
+	// default may lack it).
+	if d := s.Servers.Resources.Disk; d == nil || d.Sign() <= 0 {
+		return nil, errors.New("spec.servers.resources.disk: a server needs a persistent volume for its datastore (disk > 0)")
+	}
 	tasks := make([]mesosbridge.TaskSpec, 0, int(s.Servers.Replicas+s.Agents.Replicas))
 	for i := 0; i < int(s.Servers.Replicas); i++ {
 		t, err := serverTask(c, i, in)
@@ -174,16 +189,15 @@ func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskS
 		return t, fmt.Errorf("%s: %w", t.Name, err)
 	}
 	withProcess(&t, p)
-	if disk := s.Servers.Resources.Disk; disk != nil && !disk.IsZero() {
-		// The server's state (SQLite or etcd data) lives on a persistent volume, so a
-		// relaunch lands on the same agent and finds its data.
-		t.Volume = &mesosbridge.VolumeRequest{
-			SizeMiB:       mebibytes(*disk),
-			ContainerPath: serverDataVolume,
-			AgentID:       in.serverAgentIDs[t.Name],
-		}
-		t.Resources.DiskMiB = 0
+	// The server's state (SQLite or etcd data) lives on a persistent volume, so a relaunch
+	// lands on the same agent and finds its data (desiredTasks refuses a server without).
+	disk := s.Servers.Resources.Disk
+	t.Volume = &mesosbridge.VolumeRequest{
+		SizeMiB:       mebibytes(*disk),
+		ContainerPath: serverDataVolume,
+		AgentID:       in.serverAgentIDs[t.Name],
 	}
+	t.Resources.DiskMiB = 0
 	t.SpecHash = mesosbridge.SpecHash(t)
 	return t, nil
 }

@@ -148,6 +148,27 @@ func TestDesiredTasksRefuseWhatCannotRun(t *testing.T) {
 	}
 }
 
+// What the API server accepted but would never run is refused with the field named: a
+// server without a volume (an object stored before disk had its own default), a LIKE
+// that does not compile.
+func TestDesiredTasksNameTheFieldTheyRefuse(t *testing.T) {
+	in := planInputs{token: "t", agentToken: "K10h::node:a", serverURL: "https://h0:31000"}
+	for _, tc := range []struct {
+		name, want string
+		mutate     func(*v1alpha1.K3sCluster)
+	}{
+		{"server without disk", "spec.servers.resources.disk: a server needs a persistent volume", func(c *v1alpha1.K3sCluster) { c.Spec.Servers.Resources.Disk = nil }},
+		{"server with zero disk", "resources.disk", func(c *v1alpha1.K3sCluster) { zero := resource.MustParse("0"); c.Spec.Servers.Resources.Disk = &zero }},
+		{"bad LIKE", "spec.agents.constraints: constraint zone LIKE: invalid regular expression", func(c *v1alpha1.K3sCluster) {
+			c.Spec.Agents.Constraints = []v1alpha1.Constraint{{Field: "zone", Operator: "LIKE", Value: "eu-(west"}}
+		}},
+	} {
+		if _, err := desiredTasks(testCluster(tc.mutate), in); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: want an error saying %q, got %v", tc.name, tc.want, err)
+		}
+	}
+}
+
 func TestSpecHashFollowsTheSpec(t *testing.T) {
 	in := planInputs{serverURL: "https://a:1"}
 	base := mustPlan(t, testCluster(), in)

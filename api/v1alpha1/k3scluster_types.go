@@ -158,7 +158,10 @@ type MesosSpec struct {
 
 	// Role is the Mesos role the framework subscribes with. It must be a named role: the
 	// servers' persistent volumes are reserved for it (Mesos cannot reserve for "*").
+	// It cannot change once the cluster exists: the volumes and reservations stay with the
+	// role they were made for, and a server relaunched under another would start empty.
 	// +kubebuilder:default="mesosk3s"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="mesos.role cannot change: the servers' persistent volumes and reservations belong to the role they were made for, and servers relaunched under another role would start with empty datastores"
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9_][a-zA-Z0-9_./-]*$`
 	// +kubebuilder:validation:MaxLength=128
 	// +optional
@@ -170,9 +173,12 @@ type MesosSpec struct {
 	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
 
 	// FailoverTimeout is how long Mesos keeps the tasks running while the operator is
-	// away before it kills them.
+	// away before it kills them. At least a minute: an operator restart or a leader
+	// election takes seconds, and a timeout shorter than that would have Mesos kill every
+	// task of the cluster on an ordinary upgrade of the operator.
 	// +kubebuilder:default="168h"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 90s, 5m or 168h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1m')",message="failoverTimeout must be at least 1m: when the operator is away longer than this, Mesos kills every task of the cluster"
 	// +optional
 	FailoverTimeout *metav1.Duration `json:"failoverTimeout,omitempty"`
 
@@ -226,15 +232,21 @@ type NodePoolSpec struct {
 }
 
 // ServersSpec is the K3s servers (control plane).
+// +kubebuilder:validation:XValidation:rule="!has(self.resources) || !has(self.resources.disk) || quantity(string(self.resources.disk)).isGreaterThan(quantity('0'))",message="a server needs a persistent volume for its datastore: disk must be greater than zero",fieldPath=".resources.disk"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.resources) || !has(oldSelf.resources.disk) || (has(self.resources) && has(self.resources.disk) && quantity(string(self.resources.disk)).compareTo(quantity(string(oldSelf.resources.disk))) == 0)",message="servers.resources.disk cannot change on a live cluster: each server's data is on a persistent volume of that size, and Mesos cannot resize one (a new size would be a new, empty volume)",fieldPath=".resources.disk"
 type ServersSpec struct {
-	// Replicas is the number of servers: 1, or an odd number with EmbeddedEtcd.
+	// Replicas is the number of servers: 1, or an odd number with EmbeddedEtcd. At most 7:
+	// etcd advises against larger clusters, whose every write waits for more members.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=7
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
 
-	// Resources each server task asks of Mesos.
-	// +kubebuilder:default={cpus:"1",memory:"1Gi",disk:"2Gi"}
+	// Resources each server task asks of Mesos. Each field left out takes its own
+	// default; disk is the size of the server's persistent volume, which holds its
+	// datastore, and cannot change once the cluster exists.
+	// +kubebuilder:default={}
 	// +optional
 	Resources TaskResources `json:"resources,omitempty"`
 
@@ -243,14 +255,17 @@ type ServersSpec struct {
 
 // AgentsSpec is the K3s agents (workers).
 type AgentsSpec struct {
-	// Replicas is the number of agents; kubectl scale k3scluster changes it.
+	// Replicas is the number of agents; kubectl scale k3scluster changes it. At most 1000:
+	// every agent has an entry in status.tasks, which must stay far below the API server's
+	// object size limit, and its node name (<cluster>-agent-<index>) must fit 63 characters.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
 	// +optional
 	Replicas int32 `json:"replicas"`
 
-	// Resources each agent task asks of Mesos.
-	// +kubebuilder:default={cpus:"1",memory:"1Gi",disk:"2Gi"}
+	// Resources each agent task asks of Mesos. Each field left out takes its own default.
+	// +kubebuilder:default={}
 	// +optional
 	Resources TaskResources `json:"resources,omitempty"`
 
@@ -275,12 +290,17 @@ type AgentsSpec struct {
 // TaskResources is what one task asks of Mesos.
 type TaskResources struct {
 	// CPUs, e.g. "1" or "500m".
+	// +kubebuilder:default="1"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="cpus must be greater than zero"
+	// +optional
 	CPUs resource.Quantity `json:"cpus"`
 	// Memory, e.g. "1Gi".
+	// +kubebuilder:default="1Gi"
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="memory must be greater than zero"
+	// +optional
 	Memory resource.Quantity `json:"memory"`
-	// Disk in the sandbox or persistent volume, e.g. "2Gi".
+	// Disk in the sandbox (agents) or the persistent volume (servers), e.g. "2Gi".
+	// +kubebuilder:default="2Gi"
 	// +kubebuilder:validation:XValidation:rule="!quantity(string(self)).isLessThan(quantity('0'))",message="disk must not be negative"
 	// +optional
 	Disk *resource.Quantity `json:"disk,omitempty"`
@@ -293,6 +313,7 @@ type TaskResources struct {
 // +kubebuilder:validation:XValidation:rule="!(self.operator in ['MAX_PER', 'GROUP_BY']) || !has(self.value) || self.value.matches('^[1-9][0-9]*$')",message="MAX_PER and GROUP_BY take a positive whole number",fieldPath=".value"
 type Constraint struct {
 	// Field is hostname or the name of an agent attribute.
+	// +kubebuilder:validation:XValidation:rule="self == 'hostname' || self.lowerAscii() != 'hostname'",message="the host name field is spelt hostname, in lower case: any other spelling names an agent attribute that no agent has, and the tasks would never be placed"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	Field string `json:"field"`
@@ -308,6 +329,7 @@ type Constraint struct {
 // EnvVar is one environment variable for the K3s process.
 type EnvVar struct {
 	// +kubebuilder:validation:Pattern=`^[A-Za-z_][A-Za-z0-9_]*$`
+	// +kubebuilder:validation:XValidation:rule="!(self in ['DATA_DIR', 'HOST', 'K3S_TOKEN', 'K3S_AGENT_TOKEN', 'K3S_URL', 'K3S_DATASTORE_ENDPOINT']) && !self.startsWith('PORT_') && !self.startsWith('MESOS_') && !self.startsWith('MESOSK3S_')",message="env name is reserved: DATA_DIR, HOST, PORT_*, MESOS_* and MESOSK3S_* are set by Mesos and the operator, and K3S_TOKEN, K3S_AGENT_TOKEN, K3S_URL and K3S_DATASTORE_ENDPOINT carry the cluster's secrets"
 	Name string `json:"name"`
 	// +optional
 	Value string `json:"value,omitempty"`
@@ -555,6 +577,7 @@ type TaskStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`,priority=1
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 53",message="metadata.name must be at most 53 characters: node names are <name>-agent-<index> and must fit the 63 characters of a Kubernetes label value and a host name"
 type K3sCluster struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

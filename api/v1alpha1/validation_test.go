@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -68,7 +69,13 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		{"External without its Secret", `datastore: {type: External}`, "spec.datastore.externalSecretRef", "needs externalSecretRef"},
 		{"zero CPUs", `servers: {resources: {cpus: "0", memory: 1Gi}}`, "spec.servers.resources.cpus", "cpus must be greater than zero"},
 		{"negative memory", `agents: {resources: {cpus: "1", memory: "-1Gi"}}`, "spec.agents.resources.memory", "memory must be greater than zero"},
-		{"resources without memory", `agents: {resources: {cpus: "1"}}`, "spec.agents.resources.memory", "Required value"},
+		{"server without a volume", `servers: {resources: {disk: "0"}}`, "spec.servers.resources.disk", "a server needs a persistent volume"},
+		{"too many servers", `{datastore: {type: EmbeddedEtcd}, servers: {replicas: 9}}`, "spec.servers.replicas", "less than or equal to 7"},
+		{"a hundred million agents", `agents: {replicas: 100000000}`, "spec.agents.replicas", "less than or equal to 1000"},
+		{"Hostname with a capital H", `agents: {constraints: [{field: Hostname, operator: UNIQUE}]}`, "spec.agents.constraints[0].field", "spelt hostname"},
+		{"reserved env name", `agents: {env: [{name: HOST, value: x}]}`, "spec.agents.env[0].name", "env name is reserved"},
+		{"env name that would carry a secret", `servers: {env: [{name: K3S_TOKEN, value: guessable}]}`, "spec.servers.env[0].name", "carry the cluster's secrets"},
+		{"failover timeout under a minute", `mesos: {failoverTimeout: 30s}`, "spec.mesos.failoverTimeout", "at least 1m"},
 		{"unknown constraint operator", `servers: {constraints: [{field: hostname, operator: NEAR}]}`, "spec.servers.constraints[0].operator", "Unsupported value"},
 		{"LIKE without value", `agents: {constraints: [{field: zone, operator: LIKE}]}`, "spec.agents.constraints[0].value", "needs a value"},
 		{"MAX_PER not a number", `agents: {constraints: [{field: hostname, operator: MAX_PER, value: two}]}`, "spec.agents.constraints[0].value", "positive whole number"},
@@ -92,6 +99,17 @@ func TestValidationRejectsBadSpecs(t *testing.T) {
 		{"image with a malformed digest", `{runtime: Image, image: "rancher/k3s@sha256:abc"}`, "spec.image", "should match"},
 	}
 	ctx := context.Background()
+	t.Run("a name too long for its node names", func(t *testing.T) {
+		obj := newCluster(t, strings.Repeat("n", 54), `{}`)
+		err := env.Client.Create(ctx, obj)
+		if err == nil {
+			_ = env.Client.Delete(ctx, obj)
+			t.Fatal("a 54-character cluster name was accepted")
+		}
+		if !strings.Contains(err.Error(), "metadata.name must be at most 53 characters") {
+			t.Fatalf("error does not name metadata.name and the limit: %v", err)
+		}
+	})
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := newCluster(t, fmt.Sprintf("bad-%d", i), tc.spec)
@@ -212,6 +230,7 @@ func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
 		{"servers.replicas", s.Servers.Replicas, int32(1)},
 		{"servers.resources.cpus", s.Servers.Resources.CPUs.String(), "1"},
 		{"servers.resources.memory", s.Servers.Resources.Memory.String(), "1Gi"},
+		{"servers.resources.disk", s.Servers.Resources.Disk.String(), "2Gi"},
 		{"agents.replicas", s.Agents.Replicas, int32(1)},
 		{"agents.resources.memory", s.Agents.Resources.Memory.String(), "1Gi"},
 		{"datastore.type", s.Datastore.Type, v1alpha1.DatastoreSQLite},
@@ -230,6 +249,54 @@ func TestDefaultsGiveAWorkingSingleServerCluster(t *testing.T) {
 		if ch.got != ch.want {
 			t.Errorf("default %s = %v, want %v", ch.field, ch.got, ch.want)
 		}
+	}
+}
+
+// TestPartialResourcesKeepTheOtherDefaults: each resource field left out takes its own
+// default, so a server given only cpus (or cpus and memory) still gets its persistent
+// volume. Before, disk defaulted only when resources was absent: {cpus, memory} gave a
+// server no volume, and its next relaunch started an empty K3s.
+func TestPartialResourcesKeepTheOtherDefaults(t *testing.T) {
+	for i, tc := range []struct{ spec, cpus, memory, disk string }{
+		{`servers: {resources: {cpus: "2"}}`, "2", "1Gi", "2Gi"},
+		{`servers: {resources: {cpus: "2", memory: 4Gi}}`, "2", "4Gi", "2Gi"},
+		{`servers: {resources: {disk: 10Gi}}`, "1", "1Gi", "10Gi"},
+	} {
+		r := createCluster(t, "default", fmt.Sprintf("partial-%d", i), tc.spec).Spec.Servers.Resources
+		if r.CPUs.String() != tc.cpus || r.Memory.String() != tc.memory || r.Disk == nil || r.Disk.String() != tc.disk {
+			t.Errorf("%s stored as cpus %s memory %s disk %v, want %s %s %s", tc.spec, r.CPUs.String(), r.Memory.String(), r.Disk, tc.cpus, tc.memory, tc.disk)
+		}
+	}
+}
+
+// TestDataIdentityIsImmutable: a live cluster's role and server disk size cannot change,
+// since either would give the servers fresh, empty volumes under the same persistence IDs.
+func TestDataIdentityIsImmutable(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, field, want string
+		change            func(*v1alpha1.K3sCluster)
+	}{
+		{"role", "spec.mesos.role", "mesos.role cannot change", func(c *v1alpha1.K3sCluster) { c.Spec.Mesos.Role = "other" }},
+		{"disk", "spec.servers.resources.disk", "cannot change on a live cluster", func(c *v1alpha1.K3sCluster) {
+			d := resource.MustParse("4Gi")
+			c.Spec.Servers.Resources.Disk = &d
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := createCluster(t, "default", "identity-"+tc.name, `{}`)
+			tc.change(c)
+			err := env.Client.Update(ctx, c)
+			if err == nil || !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want the change refused naming %s, got %v", tc.field, err)
+			}
+		})
+	}
+	// Other resources of the servers stay editable (that is a rollout, not new data).
+	c := createCluster(t, "default", "identity-cpus", `{}`)
+	c.Spec.Servers.Resources.CPUs = resource.MustParse("2")
+	if err := env.Client.Update(ctx, c); err != nil {
+		t.Fatalf("changing the servers' cpus was refused: %v", err)
 	}
 }
 
