@@ -20,6 +20,10 @@ type Bridge interface {
 	// Observe returns the bridge's current view of a cluster; false when the bridge has
 	// not seen the cluster since it started.
 	Observe(cluster mesosbridge.ClusterKey) (mesosbridge.Observed, bool)
+	// Config is the framework config the bridge runs the cluster with, credentials
+	// included: a delete can tear the framework down after its Secrets went (a namespace
+	// being deleted takes them with the cluster).
+	Config(cluster mesosbridge.ClusterKey) (mesosbridge.FrameworkConfig, bool)
 }
 
 // bridgeSource turns the bridge's "this cluster changed" events into reconcile requests,

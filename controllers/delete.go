@@ -37,6 +37,9 @@ func (r *K3sClusterReconciler) reconcileDelete(ctx context.Context, s *clusterSc
 			teardownErr, v1alpha1.ForceDeleteAnnotation)}
 		return ctrl.Result{RequeueAfter: deleteRetry}, nil
 	case teardownErr != nil && force:
+		// The bridge goes on with the teardown it was asked for (it never launches for
+		// the cluster again): when the master answers, the tasks are killed and the
+		// framework torn down, while this operator runs.
 		r.event(c, corev1.EventTypeWarning, "ForceDeleted", "Delete", "gave up on Mesos (%v) because of %s; tasks of framework %s may still run", teardownErr, v1alpha1.ForceDeleteAnnotation, c.Status.FrameworkID)
 	default:
 		r.event(c, corev1.EventTypeNormal, "FrameworkTornDown", "Delete", "killed every task and tore down Mesos framework %s", c.Status.FrameworkID)
@@ -63,6 +66,11 @@ func (r *K3sClusterReconciler) teardown(ctx context.Context, s *clusterScope) (b
 	if problem != nil {
 		if c.Status.FrameworkID == "" {
 			return true, nil
+		}
+		// The Secrets the config comes from may be gone with the namespace being deleted:
+		// the bridge still has what it connected with.
+		if running, ok := r.Bridge.Config(s.key()); ok && running.FrameworkID != "" {
+			return r.Bridge.Teardown(ctx, running)
 		}
 		return false, errors.New(problem.message)
 	}

@@ -90,6 +90,10 @@ func (f *fakeBridge) Teardown(context.Context, mesosbridge.FrameworkConfig) (boo
 
 func (f *fakeBridge) Events() <-chan mesosbridge.ClusterKey { return nil }
 
+func (f *fakeBridge) Config(mesosbridge.ClusterKey) (mesosbridge.FrameworkConfig, bool) {
+	return mesosbridge.FrameworkConfig{}, false
+}
+
 func (f *fakeBridge) lastEnsured() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()

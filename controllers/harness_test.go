@@ -74,6 +74,13 @@ func agents(n int) []mesostest.AgentConfig {
 
 func newHarness(t *testing.T, nAgents int) *harness {
 	t.Helper()
+	return newHarnessWith(t, nAgents, mesostest.Options{})
+}
+
+// newHarnessWith is newHarness with emulator options beyond the harness's timings (say
+// Credentials).
+func newHarnessWith(t *testing.T, nAgents int, opts mesostest.Options) *harness {
+	t.Helper()
 	h := &harness{t: t, ctx: context.Background(), c: env.Client,
 		ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}
 	if len(h.ns) > 60 {
@@ -83,12 +90,11 @@ func newHarness(t *testing.T, nAgents int) *harness {
 	if err := env.Client.Create(h.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.ns}}); err != nil {
 		t.Fatal(err)
 	}
-	h.mesos = mesostest.NewServer(mesostest.Options{
-		AllocationInterval: 20 * time.Millisecond,
-		HeartbeatInterval:  200 * time.Millisecond,
-		KillGracePeriod:    200 * time.Millisecond,
-		Logger:             testLogger("mesos"),
-	}, agents(nAgents)...)
+	opts.AllocationInterval = 20 * time.Millisecond
+	opts.HeartbeatInterval = 200 * time.Millisecond
+	opts.KillGracePeriod = 200 * time.Millisecond
+	opts.Logger = testLogger("mesos")
+	h.mesos = mesostest.NewServer(opts, agents(nAgents)...)
 	h.opMaster = h.mesos.URL()
 	t.Cleanup(func() {
 		h.stopOperator()

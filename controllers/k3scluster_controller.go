@@ -83,7 +83,9 @@ func (r *K3sClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		}
 	}
 
-	if isPaused(cluster) {
+	// A delete goes ahead even while paused: pausing stops the operator changing a
+	// cluster, not a person removing it.
+	if isPaused(cluster) && cluster.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcilePaused(ctx, cluster)
 	}
 

@@ -145,8 +145,9 @@ func TestDeleteWhileMesosIsDown(t *testing.T) {
 	h.apply("stuck", `{agents: {replicas: 1}}`)
 	h.waitCondition("stuck", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
 
+	frameworkID := h.get("stuck").Status.FrameworkID
 	h.mesos.SetUnavailable(true)
-	h.mesos.DropStream(h.get("stuck").Status.FrameworkID)
+	h.mesos.DropStream(frameworkID)
 	if err := h.c.Delete(h.ctx, h.get("stuck")); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +167,14 @@ func TestDeleteWhileMesosIsDown(t *testing.T) {
 		err := h.c.Get(h.ctx, client.ObjectKey{Namespace: h.ns, Name: "stuck"}, &v1alpha1.K3sCluster{})
 		return apierrors.IsNotFound(err)
 	}, h.describe("stuck"))
+
+	// Nobody is behind the framework any more: when the master is back, the bridge
+	// finishes the teardown instead of leaving a framework with tasks and no cluster.
+	h.mesos.SetUnavailable(false)
+	h.eventually(waitDeploy, "the force-deleted cluster's framework torn down once Mesos is back", func() bool {
+		_, registered := h.frameworkState(frameworkID)
+		return !registered
+	}, func() string { f, _ := h.frameworkState(frameworkID); return fmt.Sprintf("%+v", f) })
 }
 
 // TestThreeClustersSideBySide: three clusters on one Mesos get three frameworks, and

@@ -169,6 +169,20 @@ func (m *Manager) Teardown(_ context.Context, cfg FrameworkConfig) (bool, error)
 	return true, nil
 }
 
+// Config is the framework config the bridge runs the cluster with: what it subscribed
+// with, credentials included, even once the Secrets it came from are gone.
+func (m *Manager) Config(key ClusterKey) (FrameworkConfig, bool) {
+	m.mu.Lock()
+	c := m.clusters[key]
+	m.mu.Unlock()
+	if c == nil {
+		return FrameworkConfig{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg, true
+}
+
 func (m *Manager) wasTornDown(frameworkID string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
