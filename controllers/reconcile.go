@@ -83,6 +83,13 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 
 	now := r.now()
 	observed, _ := r.Bridge.Observe(s.key())
+	if removed := observed.RemovedFrameworkID; removed != "" && removed == c.Status.FrameworkID {
+		// Mesos removed the framework and killed its tasks; the bridge registers a new one,
+		// whose ID this status takes once it is known.
+		c.Status.FrameworkID = ""
+		r.event(c, corev1.EventTypeWarning, "FrameworkRemoved", "Subscribe",
+			"Mesos removed framework %s and killed its tasks (its failoverTimeout ran out while no operator was connected, or a Mesos operator tore it down); registering a new framework and relaunching the servers on their volumes", removed)
+	}
 	known := withStatusKnowledge(observed.Tasks, c.Status.Tasks)
 	in.serverURL = serverEndpoint(c, known)
 	in.serverAgentIDs = agentIDs(known, c.Status.Tasks)

@@ -92,7 +92,10 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 			if hadPrev && p.TaskID != "" && obs.TaskID != p.TaskID {
 				st.Restarts++
 			}
-			if obs.State.Terminal() && !sameIncarnationCounted && isDesired && (obs.SpecHash == "" || st.SpecHash == spec.SpecHash) {
+			// A task Mesos killed with its removed framework did not fail: it is relaunched
+			// under the new framework at once, without a back-off.
+			killedWithFramework := obs.Reason == mesosbridge.ReasonFrameworkRemoved
+			if obs.State.Terminal() && !sameIncarnationCounted && !killedWithFramework && isDesired && (obs.SpecHash == "" || st.SpecHash == spec.SpecHash) {
 				st.ConsecutiveFailures++
 				st.LastFailureTime = &metav1.Time{Time: now}
 				out.newFailures = append(out.newFailures, st)

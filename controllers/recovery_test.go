@@ -5,7 +5,9 @@ import (
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
 )
@@ -109,5 +111,66 @@ func TestLostAgentHostIsReplaced(t *testing.T) {
 	}, h.describe("partition"))
 	if st := h.taskStatus("partition", "agent-0"); st.AgentHost == lost.AgentHost {
 		t.Fatalf("the returning task won over its replacement: %+v", st)
+	}
+}
+
+// eventReasons are the reasons of the Events recorded about the cluster.
+func (h *harness) eventReasons(cluster string) map[string]int {
+	h.t.Helper()
+	var list corev1.EventList
+	if err := h.c.List(h.ctx, &list, client.InNamespace(h.ns)); err != nil {
+		h.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == cluster {
+			out[e.Reason]++
+		}
+	}
+	return out
+}
+
+// TestFrameworkRemovedByMesos: Mesos removes the cluster's framework (a Mesos operator's
+// teardown; a failover timeout that ran out is the same to the master) and kills every
+// task. The cluster says so, takes a new framework ID, relaunches the server on its
+// volume without counting a failure, and is Ready again. Then the same with the operator
+// down while it happens: a restarted operator meets the refusal first.
+func TestFrameworkRemovedByMesos(t *testing.T) {
+	h := newHarness(t, 3)
+	h.apply("removed", `{agents: {replicas: 1}}`)
+	h.waitCondition("removed", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
+
+	for round, operatorDown := range []bool{false, true} {
+		before := h.get("removed")
+		old, serverBefore := before.Status.FrameworkID, h.taskStatus("removed", "server-0")
+		if operatorDown {
+			h.stopOperator()
+		}
+		if err := h.mesos.TeardownFramework(old); err != nil {
+			t.Fatal(err)
+		}
+		if operatorDown {
+			h.startOperator()
+		}
+		h.eventually(waitDeploy, "a new framework running the cluster again", func() bool {
+			c := h.get("removed")
+			if c.Status.FrameworkID == old || c.Status.FrameworkID == "" {
+				return false
+			}
+			live := h.liveTasks("removed")
+			return len(live["server-0"]) == 1 && len(live["agent-0"]) == 1 &&
+				conditionIs(c, v1alpha1.ConditionAgentsReady, metav1.ConditionTrue) &&
+				conditionIs(c, v1alpha1.ConditionMesosConnected, metav1.ConditionTrue)
+		}, h.describe("removed"))
+		server := h.taskStatus("removed", "server-0")
+		if server.TaskID == serverBefore.TaskID || server.AgentID != serverBefore.AgentID {
+			t.Fatalf("round %d: server-0 %s on agent %s; want a new task on %s, where its volume is", round, server.TaskID, server.AgentID, serverBefore.AgentID)
+		}
+		if server.ConsecutiveFailures != 0 {
+			t.Fatalf("round %d: the tasks Mesos killed with their framework counted as %d failures", round, server.ConsecutiveFailures)
+		}
+		if n := h.eventReasons("removed")["FrameworkRemoved"]; n != round+1 {
+			t.Fatalf("round %d: %d FrameworkRemoved events", round, n)
+		}
 	}
 }

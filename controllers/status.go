@@ -83,13 +83,15 @@ func pausedCondition(paused bool) metav1.Condition {
 }
 
 var connectionReasons = map[mesosbridge.ConnectionReason]string{
-	mesosbridge.ConnSubscribed:   v1alpha1.ReasonSubscribed,
-	mesosbridge.ConnSubscribing:  v1alpha1.ReasonSubscribing,
-	mesosbridge.ConnRedirecting:  v1alpha1.ReasonSubscribing,
-	mesosbridge.ConnUnreachable:  v1alpha1.ReasonMesosUnreachable,
-	mesosbridge.ConnUnauthorized: v1alpha1.ReasonMesosUnauthorized,
-	mesosbridge.ConnRefused:      v1alpha1.ReasonMesosRefused,
-	mesosbridge.ConnTornDown:     v1alpha1.ReasonFrameworkTornDown,
+	mesosbridge.ConnSubscribed:       v1alpha1.ReasonSubscribed,
+	mesosbridge.ConnSubscribing:      v1alpha1.ReasonSubscribing,
+	mesosbridge.ConnRedirecting:      v1alpha1.ReasonSubscribing,
+	mesosbridge.ConnUnreachable:      v1alpha1.ReasonMesosUnreachable,
+	mesosbridge.ConnUnauthorized:     v1alpha1.ReasonMesosUnauthorized,
+	mesosbridge.ConnRefused:          v1alpha1.ReasonMesosRefused,
+	mesosbridge.ConnTornDown:         v1alpha1.ReasonFrameworkTornDown,
+	mesosbridge.ConnFrameworkRemoved: v1alpha1.ReasonFrameworkRemoved,
+	mesosbridge.ConnFailedOver:       v1alpha1.ReasonFrameworkFailedOver,
 }
 
 func mesosConnectedCondition(o observation) metav1.Condition {

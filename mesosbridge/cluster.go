@@ -57,6 +57,10 @@ type cluster struct {
 	abandoned map[string]bool
 	teardown  teardownState
 	sub       subscriptionState
+	// removed are framework IDs the master said it removed: never subscribed with again,
+	// whatever ID the controller still persists. removedFrameworkID is the latest.
+	removed            map[string]bool
+	removedFrameworkID string
 }
 
 // subscriptionState is what a new subscription starts afresh.
@@ -89,6 +93,7 @@ func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey
 		endedAt:    map[string]uint64{},
 		graces:     map[string]time.Duration{},
 		abandoned:  map[string]bool{},
+		removed:    map[string]bool{},
 		conn:       Connection{Reason: ConnSubscribing, Message: "not connected yet", Since: time.Now()},
 	}
 	c.notify = func() { notify(key) }
@@ -118,10 +123,11 @@ func (c *cluster) observed() Observed {
 		}
 	}
 	return Observed{
-		Connection:  c.conn,
-		FrameworkID: c.frameworkID,
-		Tasks:       maps.Clone(c.tasks),
-		Unplaced:    unplaced,
+		Connection:         c.conn,
+		FrameworkID:        c.frameworkID,
+		Tasks:              maps.Clone(c.tasks),
+		Unplaced:           unplaced,
+		RemovedFrameworkID: c.removedFrameworkID,
 	}
 }
 
@@ -179,6 +185,9 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 // credentials, FrameworkInfo fields, or a persisted framework ID other than the one
 // subscribed) starts a new subscription.
 func (c *cluster) applyConfigLocked(cfg FrameworkConfig) {
+	if c.removed[cfg.FrameworkID] {
+		cfg.FrameworkID = "" // a controller that has not caught up yet: the new framework wins
+	}
 	old := c.cfg
 	c.cfg = cfg
 	if cfg.FrameworkID == "" && old.FrameworkID != "" {

@@ -38,6 +38,9 @@ type subscribeError struct {
 	reason     ConnectionReason
 	message    string
 	tryAnother bool
+	// masterError is the message of the master's ERROR event, when that is what ended
+	// the subscription.
+	masterError string
 }
 
 func (e *subscribeError) Error() string { return e.message }

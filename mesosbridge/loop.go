@@ -98,6 +98,15 @@ func (c *cluster) run(ctx context.Context) {
 			if se.reason == ConnRefused && c.teardownIfRemoved(se.message) {
 				return
 			}
+			if c.startOverIfRemoved(se.masterError) {
+				continue // at once: every task is gone, the cluster needs a new framework
+			}
+			if c.standDownIfFailedOver(se.masterError) {
+				if !c.waitForChange(ctx, gen, standDownFor(cfg.FailoverTimeout)) {
+					return
+				}
+				continue
+			}
 		} else {
 			c.setConn(false, ConnUnreachable, err.Error())
 		}
@@ -122,7 +131,7 @@ func (c *cluster) waitForChange(ctx context.Context, gen uint64, d time.Duration
 		case <-t.C:
 			return true
 		case <-c.wake:
-			if c.configChanged(gen) || c.teardownWithoutFramework() {
+			if c.configChanged(gen) || c.teardownWithoutFramework() || c.teardownRequested() {
 				return true
 			}
 		}
@@ -241,7 +250,8 @@ func (c *cluster) awaitSubscribed(ctx context.Context, tr *transport, sub *subsc
 	switch re.ev.Type {
 	case scheduler.Event_SUBSCRIBED:
 	case scheduler.Event_ERROR:
-		return nil, 0, &subscribeError{reason: ConnRefused, message: "master refused the framework: " + re.ev.GetError().GetMessage()}
+		msg := re.ev.GetError().GetMessage()
+		return nil, 0, &subscribeError{reason: ConnRefused, message: "master refused the framework: " + msg, masterError: msg}
 	default:
 		return nil, 0, fmt.Errorf("first event was %s, not SUBSCRIBED", re.ev.Type)
 	}

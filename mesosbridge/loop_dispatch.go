@@ -29,7 +29,8 @@ func (c *cluster) handle(ctx context.Context, cl *caller, re receivedEvent) erro
 	case scheduler.Event_ERROR:
 		// The master removed or refused the framework (e.g. "Framework has been removed",
 		// or another scheduler failed it over) and closes the stream.
-		return &subscribeError{reason: ConnRefused, message: "master: " + ev.GetError().GetMessage()}
+		msg := ev.GetError().GetMessage()
+		return &subscribeError{reason: ConnRefused, message: "master: " + msg, masterError: msg}
 	case scheduler.Event_HEARTBEAT, scheduler.Event_MESSAGE, scheduler.Event_SUBSCRIBED,
 		scheduler.Event_INVERSE_OFFERS, scheduler.Event_RESCIND_INVERSE_OFFER, scheduler.Event_UPDATE_OPERATION_STATUS:
 		// Heartbeats only feed the watchdog (the reader stamped the stream). The bridge sends

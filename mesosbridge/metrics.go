@@ -10,14 +10,16 @@ import (
 // controller's status shows per-cluster detail, and a label per cluster would grow the
 // series without bound.
 type metrics struct {
-	subscriptions  prometheus.Counter
-	reconnects     *prometheus.CounterVec
-	offersReceived prometheus.Counter
-	offersAccepted prometheus.Counter
-	offersDeclined prometheus.Counter
-	offersRescind  prometheus.Counter
-	launches       prometheus.Counter
-	taskUpdates    *prometheus.CounterVec
+	subscriptions prometheus.Counter
+	// frameworksRemoved counts frameworks the master removed under a live cluster.
+	frameworksRemoved prometheus.Counter
+	reconnects        *prometheus.CounterVec
+	offersReceived    prometheus.Counter
+	offersAccepted    prometheus.Counter
+	offersDeclined    prometheus.Counter
+	offersRescind     prometheus.Counter
+	launches          prometheus.Counter
+	taskUpdates       *prometheus.CounterVec
 	// offerDecision is the time from an OFFERS event reaching the bridge (its frame read
 	// off the stream) to the first ACCEPT of the round written to the connection.
 	offerDecision prometheus.Histogram
@@ -30,7 +32,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem, Name: name, Help: help})
 	}
 	m := &metrics{
-		subscriptions: counter("subscriptions_total", "SUBSCRIBED events received (first subscriptions and resubscriptions)."),
+		subscriptions:     counter("subscriptions_total", "SUBSCRIBED events received (first subscriptions and resubscriptions)."),
+		frameworksRemoved: counter("frameworks_removed_total", "Frameworks the master removed (failover timeout or an operator's TEARDOWN) while their cluster still existed; each was replaced by a new framework."),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Subsystem: metricsSubsystem,
 			Name: "reconnects_total", Help: "Subscription attempts after a failure or a lost connection, by reason."}, []string{"reason"}),
 		offersReceived: counter("offers_received_total", "Offers received."),
@@ -54,6 +57,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return existing
 	}
 	m.subscriptions = reg1(m.subscriptions).(prometheus.Counter)
+	m.frameworksRemoved = reg1(m.frameworksRemoved).(prometheus.Counter)
 	m.reconnects = reg1(m.reconnects).(*prometheus.CounterVec)
 	m.offersReceived = reg1(m.offersReceived).(prometheus.Counter)
 	m.offersAccepted = reg1(m.offersAccepted).(prometheus.Counter)

@@ -171,7 +171,7 @@ func (c *controller) reconcile() Observed {
 	if err != nil {
 		c.t.Fatalf("Ensure: %v", err)
 	}
-	if c.cfg.FrameworkID == "" && obs.FrameworkID != "" {
+	if obs.FrameworkID != "" && obs.FrameworkID != c.cfg.FrameworkID {
 		c.cfg.FrameworkID = obs.FrameworkID // "persisted in status.frameworkID"
 	}
 	c.known = c.known[:0]

@@ -239,7 +239,10 @@ func TestUnauthorizedCredentials(t *testing.T) {
 	}
 }
 
-func TestRemovedFrameworkRefused(t *testing.T) {
+// A framework the master removed (here: after the bridge tore it down, a controller
+// that still persists its ID) is never subscribed with again: the cluster starts over as
+// a new framework, and says why.
+func TestRemovedFrameworkIsNotReused(t *testing.T) {
 	s := newEmulator(t, mesostest.Options{})
 	b := newTestBridge(t)
 	c := runningCluster(t, s, b, "removed")
@@ -251,19 +254,11 @@ func TestRemovedFrameworkRefused(t *testing.T) {
 		}
 		return done
 	})
-	// A cluster that still believes in the removed framework is refused, with the reason.
-	again := newController(t, b, clusterConfig("removed", s.URL()))
+	again := newController(t, b, clusterConfig("removed", s.URL()), smallServer(0))
 	again.cfg.FrameworkID = id
-	obs := again.until("refused", func(o Observed) bool { return o.Connection.Reason == ConnRefused })
-	if !strings.Contains(obs.Connection.Message, "Framework has been removed") {
-		t.Fatalf("connection %+v", obs.Connection)
-	}
-	// The controller gives up the removed ID: the cluster starts over as a new framework.
-	again.cfg.FrameworkID = ""
-	again.desired = []TaskSpec{smallServer(0)}
-	obs = again.until("a new framework", allRunning("server-0"))
-	if obs.FrameworkID == id || obs.FrameworkID == "" {
-		t.Fatalf("framework %q after starting over from %q", obs.FrameworkID, id)
+	obs := again.until("a new framework", allRunning("server-0"))
+	if obs.FrameworkID == id || obs.RemovedFrameworkID != id {
+		t.Fatalf("framework %q (removed %q) after starting over from %q", obs.FrameworkID, obs.RemovedFrameworkID, id)
 	}
 }
 

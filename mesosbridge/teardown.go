@@ -153,3 +153,9 @@ func (c *cluster) advanceTeardown(ctx context.Context, cl *caller, timer *time.T
 	c.mu.Unlock()
 	return errTornDown
 }
+
+func (c *cluster) teardownRequested() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.teardown.requested
+}

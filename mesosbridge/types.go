@@ -274,7 +274,18 @@ const (
 	ConnUnauthorized ConnectionReason = "Unauthorized"
 	ConnRefused      ConnectionReason = "Refused" // the master answered but refused the framework
 	ConnTornDown     ConnectionReason = "TornDown"
+	// ConnFrameworkRemoved: the master removed the framework (failover timeout, or a Mesos
+	// operator's TEARDOWN) and killed its tasks; the bridge registers a new one.
+	ConnFrameworkRemoved ConnectionReason = "FrameworkRemoved"
+	// ConnFailedOver: another scheduler subscribed as this framework; this bridge stands
+	// down instead of taking it back (see standDownIfFailedOver).
+	ConnFailedOver ConnectionReason = "FailedOver"
 )
+
+// ReasonFrameworkRemoved is the TaskStatus reason of the tasks the bridge learns were
+// killed by the master's removal of their framework (Mesos' REASON_FRAMEWORK_REMOVED):
+// they ended through no fault of their own.
+const ReasonFrameworkRemoved = "REASON_FRAMEWORK_REMOVED"
 
 // Connection is the framework's link to the master.
 type Connection struct {
@@ -293,4 +304,7 @@ type Observed struct {
 	// Unplaced says, for each desired task the last offer round could not launch, why
 	// (e.g. "no fitting offer among 3: not enough mem (3)").
 	Unplaced map[string]string
+	// RemovedFrameworkID is the framework the master last removed under this cluster
+	// (see ConnFrameworkRemoved): the controller must stop persisting it.
+	RemovedFrameworkID string
 }

@@ -36,6 +36,9 @@ func (s *Server) handler(m *master) http.Handler {
 	unreserve := func(w http.ResponseWriter, r *http.Request) { s.serveUnreserve(m, w, r) }
 	mux.HandleFunc("/destroy-volumes", destroy)
 	mux.HandleFunc("/master/destroy-volumes", destroy)
+	teardown := func(w http.ResponseWriter, r *http.Request) { s.serveTeardown(m, w, r) }
+	mux.HandleFunc("/teardown", teardown)
+	mux.HandleFunc("/master/teardown", teardown)
 	mux.HandleFunc("/unreserve", unreserve)
 	mux.HandleFunc("/master/unreserve", unreserve)
 	redirect := func(w http.ResponseWriter, r *http.Request) { s.serveRedirect(w) }

@@ -395,3 +395,36 @@ func overlaps(have, want mesos.Resources) bool {
 	}
 	return false
 }
+
+// serveTeardown is the /teardown endpoint of src/master/http.cpp (Master::Http::teardown
+// and _teardown): a POST with frameworkId in the body removes the framework as its own
+// TEARDOWN would (removeFramework: every task killed, offers withdrawn, the stream
+// closed), and a later SUBSCRIBE with its ID is refused with "Framework has been
+// removed". An ID the master does not know is "No framework found with specified ID".
+func (s *Server) serveTeardown(m *master, w http.ResponseWriter, r *http.Request) {
+	values, ok := s.operatorRequest(m, w, r)
+	if !ok {
+		return
+	}
+	if !values.Has("frameworkId") {
+		http.Error(w, "Missing 'frameworkId' query parameter in the request body", http.StatusBadRequest)
+		return
+	}
+	if err := s.TeardownFramework(values.Get("frameworkId")); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// TeardownFramework removes a framework as a Mesos operator's /teardown does.
+func (s *Server) TeardownFramework(frameworkID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fw := s.frameworks[frameworkID]
+	if fw == nil {
+		return fmt.Errorf("No framework found with specified ID")
+	}
+	s.removeFrameworkLocked(fw, "operator /teardown")
+	return nil
+}

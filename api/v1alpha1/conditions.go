@@ -32,14 +32,20 @@ const (
 	ReasonWaitingForServers = "WaitingForServers"
 
 	// MesosConnected.
-	ReasonSubscribed           = "Subscribed"
-	ReasonSubscribing          = "Subscribing"
-	ReasonMesosUnreachable     = "MesosUnreachable"
-	ReasonMesosUnauthorized    = "MesosUnauthorized"
-	ReasonMesosRefused         = "MesosRefused"
-	ReasonMesosNoLeader        = "MesosNoLeader"
-	ReasonCredentialsNotFound  = "CredentialsNotFound"
-	ReasonFrameworkTornDown    = "FrameworkTornDown"
+	ReasonSubscribed          = "Subscribed"
+	ReasonSubscribing         = "Subscribing"
+	ReasonMesosUnreachable    = "MesosUnreachable"
+	ReasonMesosUnauthorized   = "MesosUnauthorized"
+	ReasonMesosRefused        = "MesosRefused"
+	ReasonMesosNoLeader       = "MesosNoLeader"
+	ReasonCredentialsNotFound = "CredentialsNotFound"
+	ReasonFrameworkTornDown   = "FrameworkTornDown"
+	// ReasonFrameworkRemoved: Mesos removed the cluster's framework (failover timeout, or a
+	// Mesos operator's teardown) and killed its tasks; the operator registers a new one.
+	ReasonFrameworkRemoved = "FrameworkRemoved"
+	// ReasonFrameworkFailedOver: another scheduler took the framework over; this operator
+	// stands down for a while instead of taking it back.
+	ReasonFrameworkFailedOver  = "FrameworkFailedOver"
 	ReasonForceDeleteRequested = "ForceDeleteRequested"
 
 	// Tasks (DatastoreReady, ServersReady, AgentsReady).
