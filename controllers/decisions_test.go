@@ -347,3 +347,49 @@ func TestEtcdMembersOfTasks(t *testing.T) {
 		t.Errorf("members of tasks %v, want %v", got, want)
 	}
 }
+
+// A server scale-down with embedded etcd goes one server at a time, only while every
+// member is healthy and the quorum survives the step.
+func TestEtcdScaleDownStep(t *testing.T) {
+	run := mesosbridge.TaskRunning
+	observed := observedMap(obsTask(roleServer, 0, run, healthy, "h"), obsTask(roleServer, 1, run, healthy, "h"), obsTask(roleServer, 2, run, healthy, "h"))
+	members := map[string]string{"server-0": "10", "server-1": "11", "server-2": "12"}
+	servers := func(unhealthy ...string) map[string]serverHealth {
+		out := map[string]serverHealth{}
+		for name := range observed {
+			out[name] = serverHealth{etcdChecked: true, etcdHealthy: !slices.Contains(unhealthy, name)}
+		}
+		return out
+	}
+	names := []string{"demo-server-0-a", "demo-server-1-b", "demo-server-2-c"}
+	killing := maps.Clone(observed)
+	s1 := killing["server-1"]
+	s1.State = mesosbridge.TaskKilling
+	killing["server-1"] = s1
+	cases := []struct {
+		name     string
+		known    map[string]mesosbridge.ObservedTask
+		probe    *probeResult
+		want     string
+		wantWait string
+	}{
+		{"no view of etcd: Mesos alone", observed, nil, "server-2", ""},
+		{"all healthy", observed, &probeResult{servers: servers(), etcd: &etcdHealth{members: names, memberOf: members}}, "server-2", ""},
+		{"another server still stopping", killing, &probeResult{servers: servers(), etcd: &etcdHealth{members: names, memberOf: members}}, "", "waiting for server-1 to stop"},
+		{"a member unhealthy", observed, &probeResult{servers: servers("server-0"), etcd: &etcdHealth{members: names, memberOf: members}}, "", "every etcd member to be healthy (2 of 3"},
+		{"membership unknown", observed, &probeResult{servers: servers(), etcd: &etcdHealth{problem: "no etcd member answered"}}, "", "etcd membership is unknown (no etcd member answered)"},
+		{"the last member", observedMap(obsTask(roleServer, 0, run, healthy, "h")), &probeResult{servers: servers(), etcd: &etcdHealth{members: names[:1], memberOf: map[string]string{"server-0": "10"}}}, "", "without a quorum"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			victim := "server-2"
+			if tc.name == "the last member" {
+				victim = "server-0"
+			}
+			got, wait := etcdScaleDownStep(victim, tc.known, readiness{probe: tc.probe})
+			if got != tc.want || !strings.Contains(wait, tc.wantWait) {
+				t.Errorf("got %q, %q; want %q, %q", got, wait, tc.want, tc.wantWait)
+			}
+		})
+	}
+}

@@ -272,9 +272,15 @@ func memberNames(members []etcdMember) []string {
 
 // etcdPost POSTs an empty request to one of etcd's gRPC gateway endpoints and decodes the answer.
 func etcdPost(ctx context.Context, c *http.Client, u string, timeout time.Duration, into any) error {
+	return etcdPostBody(ctx, c, u, "{}", timeout, into)
+}
+
+// etcdPostBody POSTs a JSON request to one of etcd's gRPC gateway endpoints and decodes
+// the answer.
+func etcdPostBody(ctx context.Context, c *http.Client, u, body string, timeout time.Duration, into any) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader("{}"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -283,11 +289,11 @@ func etcdPost(ctx context.Context, c *http.Client, u string, timeout time.Durati
 		return fmt.Errorf("etcd %s: %w", path.Base(u), err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("etcd %s answered %d: %.200s", path.Base(u), resp.StatusCode, body)
+		return fmt.Errorf("etcd %s answered %d: %.200s", path.Base(u), resp.StatusCode, answer)
 	}
-	if err := json.Unmarshal(body, into); err != nil {
+	if err := json.Unmarshal(answer, into); err != nil {
 		return fmt.Errorf("etcd %s: %w", path.Base(u), err)
 	}
 	return nil

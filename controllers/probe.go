@@ -43,6 +43,9 @@ type HealthProber interface {
 	// MoveEtcdLeader hands embedded etcd's leadership away from server task's member if it
 	// leads, before the task is replaced; it says whether it moved it.
 	MoveEtcdLeader(ctx context.Context, key mesosbridge.ClusterKey, task string) (bool, error)
+	// RemoveEtcdMember removes server task's embedded etcd member before a scale-down
+	// kills the task.
+	RemoveEtcdMember(ctx context.Context, key mesosbridge.ClusterKey, task string) error
 }
 
 // NoHealthChecks is a HealthProber that checks nothing: readiness is Mesos' alone (tests
@@ -54,6 +57,9 @@ func (NoHealthChecks) Result(mesosbridge.ClusterKey) (probeResult, bool) { retur
 func (NoHealthChecks) Forget(mesosbridge.ClusterKey)                     {}
 func (NoHealthChecks) MoveEtcdLeader(context.Context, mesosbridge.ClusterKey, string) (bool, error) {
 	return false, nil
+}
+func (NoHealthChecks) RemoveEtcdMember(context.Context, mesosbridge.ClusterKey, string) error {
+	return nil
 }
 
 // probeTarget is what to check, as the last reconcile pass saw the cluster.

@@ -123,7 +123,15 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		roll = r.etcdLeaderFirst(ctx, s, roll)
 	}
 	s.obs.rolloutStep = roll.step
-	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDownKills(all, known), roll.kills...), known, ready)
+	scaleDown := scaleDownKills(all, known)
+	var etcdWait string
+	if c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
+		scaleDown, etcdWait = r.etcdScaleDown(ctx, s, scaleDown, known, ready)
+	}
+	kills, draining := r.drainBeforeKill(ctx, s, append(scaleDown, roll.kills...), known, ready)
+	if waiting == "" {
+		waiting = etcdWait
+	}
 	if waiting == "" {
 		waiting = draining
 	}
