@@ -43,6 +43,8 @@ type etcdHealth struct {
 	// name ("" when unknown).
 	memberOf map[string]string
 	leader   string
+	// listed are all members with their IDs, those of servers no longer running included.
+	listed []etcdMember
 }
 
 func (e *etcdHealth) equal(o *etcdHealth) bool {
@@ -118,7 +120,7 @@ func (w *probeWorker) checkEtcd(ctx context.Context, t probeTarget, res *probeRe
 				if members, err := etcdMembers(ctx, c, base, w.probes.timeout); err != nil {
 					res.etcd.problem = err.Error()
 				} else {
-					res.etcd = &etcdHealth{members: memberNames(members), memberOf: membersOfTasks(t.key.Name, members, t.servers)}
+					res.etcd = &etcdHealth{members: memberNames(members), memberOf: membersOfTasks(t.key.Name, members, t.servers), listed: members}
 					if leader, err := etcdLeader(ctx, c, base, w.probes.timeout); err == nil {
 						for task, id := range res.etcd.memberOf {
 							if id == leader {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -104,7 +105,18 @@ func (w *probeWorker) removeEtcdMember(ctx context.Context, task string) error {
 	if t.etcd == nil || last == nil || last.etcd == nil {
 		return nil
 	}
+	if last.etcd.problem != "" {
+		return fmt.Errorf("etcd membership is unknown: %s", last.etcd.problem)
+	}
 	id, ok := last.etcd.memberOf[task]
+	if !ok {
+		// A server that no longer runs (its agent is gone): its member is found by name.
+		for _, m := range last.etcd.listed {
+			if strings.HasPrefix(m.Name, nodeName(t.key.Name, task)+"-") {
+				id, ok = m.ID, true
+			}
+		}
+	}
 	if !ok {
 		return nil
 	}

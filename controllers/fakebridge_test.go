@@ -16,6 +16,7 @@ import (
 
 	"github.com/mesosk3s/mesosk3s/api/v1alpha1"
 	"github.com/mesosk3s/mesosk3s/controllers"
+	"github.com/mesosk3s/mesosk3s/k3s"
 	"github.com/mesosk3s/mesosk3s/mesosbridge"
 )
 
@@ -27,7 +28,8 @@ type fakeBridge struct {
 	mu       sync.Mutex
 	tasks    map[string]mesosbridge.ObservedTask
 	unplaced map[string]string
-	ensured  [][]string // names of the desired tasks of each Ensure
+	ensured  [][]string                      // names of the desired tasks of each Ensure
+	specs    map[string]mesosbridge.TaskSpec // the last Ensure's desired tasks
 	killed   []string
 }
 
@@ -67,7 +69,9 @@ func (f *fakeBridge) Ensure(_ context.Context, cfg mesosbridge.FrameworkConfig, 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var names []string
+	f.specs = map[string]mesosbridge.TaskSpec{}
 	for _, t := range desired {
+		f.specs[t.Name] = t
 		if err := mesosbridge.ValidateTaskSpec(t); err != nil && t.Command != "" {
 			return mesosbridge.Observed{}, fmt.Errorf("the controller handed over a task Mesos would refuse: %w", err)
 		}
@@ -207,6 +211,61 @@ func TestFakeRolloutReplacesOneServerAtATime(t *testing.T) {
 	passes(t, f, ns, name, time.Now(), 2)
 	if got := f.kills(); len(got) == 0 || got[0] != "server-2" || slices.Contains(got, "server-1") {
 		t.Fatalf("kills %v, want server-2 alone", got)
+	}
+}
+
+// A server whose agent an operator marked gone is launched elsewhere (no pin to the gone
+// agent) while the other servers hold the data; server-0, should its data be the one
+// lost, rejoins through another server rather than starting a second etcd cluster.
+func TestFakeGoneServerIsReplacedElsewhere(t *testing.T) {
+	ns, name := fakeCluster(t, "{datastore: {type: EmbeddedEtcd}, servers: {replicas: 3}, agents: {replicas: 0}}")
+	gone := running("server-0", false, "")
+	gone.State, gone.Healthy, gone.AgentID, gone.Message = mesosbridge.TaskGoneByOp, nil, "agent-gone", "Agent has been marked gone"
+	s1, s2 := running("server-1", true, ""), running("server-2", true, "")
+	s1.Hostname, s2.Hostname = "10.0.0.2", "10.0.0.3"
+	f := newFakeBridge(gone, s1, s2)
+	c := passes(t, f, ns, name, time.Now(), 2)
+	spec, ok := f.specs["server-0"]
+	if !ok {
+		t.Fatalf("server-0 not handed to the bridge: %v", f.lastEnsured())
+	}
+	if spec.Volume == nil || spec.Volume.AgentID != "" {
+		t.Errorf("server-0 still pinned to its gone agent: %+v", spec.Volume)
+	}
+	if got := spec.BootstrapEnv[k3s.RejoinEnv]; got != "https://10.0.0.2:31000" {
+		t.Errorf("server-0 rejoins through %q, want server-1", got)
+	}
+	if st := metaCondition(c, v1alpha1.ConditionStalled); st.Status != metav1.ConditionFalse {
+		t.Errorf("Stalled %+v while two servers keep the data", st)
+	}
+}
+
+// Every server's agent gone: the data is gone too. Nothing is launched, the cluster is
+// Stalled with DataLost saying what a person can do, until the loss is accepted.
+func TestFakeAllServersGoneIsDataLoss(t *testing.T) {
+	ns, name := fakeCluster(t, "agents: {replicas: 0}")
+	gone := running("server-0", false, "")
+	gone.State, gone.Healthy, gone.Message = mesosbridge.TaskGoneByOp, nil, "Agent has been marked gone"
+	f := newFakeBridge(gone)
+	c := passes(t, f, ns, name, time.Now(), 2)
+	if _, launched := f.specs["server-0"]; launched {
+		t.Fatal("an empty server-0 was launched over the lost data")
+	}
+	st := metaCondition(c, v1alpha1.ConditionStalled)
+	if st.Status != metav1.ConditionTrue || st.Reason != v1alpha1.ReasonDataLost ||
+		!strings.Contains(st.Message, "the cluster's data is lost") || !strings.Contains(st.Message, v1alpha1.AcceptDataLossAnnotation) {
+		t.Fatalf("Stalled %+v", st)
+	}
+	if ready := metaCondition(c, v1alpha1.ConditionReady); ready.Status == metav1.ConditionTrue {
+		t.Fatalf("Ready %+v with the data lost", ready)
+	}
+	c.Annotations = map[string]string{v1alpha1.AcceptDataLossAnnotation: "true"}
+	if err := env.Client.Update(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	passes(t, f, ns, name, time.Now(), 1)
+	if spec, launched := f.specs["server-0"]; !launched || spec.Volume == nil || spec.Volume.AgentID != "" {
+		t.Fatalf("after accepting the loss server-0 is not launched afresh: %+v", spec)
 	}
 }
 

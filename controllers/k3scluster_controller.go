@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,10 @@ type K3sClusterReconciler struct {
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds the clusters reconciled in parallel.
 	MaxConcurrentReconciles int
+
+	// announcedRemovals holds, per cluster, the removed framework ID already announced:
+	// the next pass may read a status from the cache that still carries it.
+	announcedRemovals sync.Map
 }
 
 func (r *K3sClusterReconciler) now() time.Time {

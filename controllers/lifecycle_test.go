@@ -180,7 +180,9 @@ func TestDeleteWhileMesosIsDown(t *testing.T) {
 // TestThreeClustersSideBySide: three clusters on one Mesos get three frameworks, and
 // scaling or deleting one does not touch the others.
 func TestThreeClustersSideBySide(t *testing.T) {
-	h := newHarness(t, 6)
+	// Six agents need six hosts (Host-network agents of different clusters never share
+	// one), and the servers pile up where the offers put them: eight hosts.
+	h := newHarness(t, 8)
 	for _, name := range []string{"red", "green", "blue"} {
 		h.apply(name, `{agents: {replicas: 2}}`)
 	}

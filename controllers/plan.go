@@ -65,6 +65,9 @@ type planInputs struct {
 	serverURL string
 	// serverAgentIDs pins a server to the agent holding its persistent volume.
 	serverAgentIDs map[string]string
+	// rejoinURL is where server-0 of embedded etcd joins if its data is gone (see
+	// k3s.Server.RejoinURL); empty while no other server ever ran.
+	rejoinURL string
 }
 
 // desiredTasks is the whole desired state of a cluster as a pure function of its spec:
@@ -132,6 +135,18 @@ func baseTask(c *v1alpha1.K3sCluster, role mesosbridge.TaskRole, index int, res 
 	if s.Network.Mode == v1alpha1.NetworkHost && !hasHostnameUnique(t.Constraints) {
 		t.Constraints = append(t.Constraints, mesosbridge.Constraint{Field: mesosbridge.FieldHostname, Operator: mesosbridge.OpUnique})
 	}
+	// Across clusters too. The agents' ports come from the offer and their state is in
+	// private mounts, but what lives in the host's network namespace is shared: flannel's
+	// VXLAN port 8472 and its flannel.1 link, the cni0 bridge, kube-proxy's iptables
+	// chains. Embedded etcd listens on 2379/2380, which K3s cannot move.
+	if s.Network.Mode == v1alpha1.NetworkHost {
+		switch {
+		case role == roleAgent:
+			t.HostExclusive = hostExclusiveAgent
+		case s.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd:
+			t.HostExclusive = hostExclusiveEtcd
+		}
+	}
 	return t
 }
 
@@ -158,6 +173,12 @@ func k3sCommon(c *v1alpha1.K3sCluster, name string, pool v1alpha1.NodePoolSpec) 
 	}
 }
 
+// Host-exclusive classes (mesosbridge.TaskSpec.HostExclusive) of Host-network tasks.
+const (
+	hostExclusiveAgent = "k3s-agent"
+	hostExclusiveEtcd  = "k3s-embedded-etcd"
+)
+
 // nodeName is the Kubernetes node name of a task: <cluster>-<task>.
 func nodeName(cluster, task string) string { return cluster + "-" + task }
 
@@ -180,6 +201,9 @@ func serverTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskS
 	}
 	if s.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd {
 		srv.ClusterInit = i == 0
+		if i == 0 {
+			srv.RejoinURL = in.rejoinURL
+		}
 		if i > 0 {
 			srv.JoinURL = in.serverURL
 		}
@@ -229,7 +253,7 @@ func agentTask(c *v1alpha1.K3sCluster, i int, in planInputs) (mesosbridge.TaskSp
 
 // withProcess makes the task run the rendered K3s process.
 func withProcess(t *mesosbridge.TaskSpec, p k3s.Process) {
-	t.Command, t.Env, t.Secrets, t.Ports = p.Script, p.Env, p.Secrets, p.Ports
+	t.Command, t.Env, t.BootstrapEnv, t.Secrets, t.Ports = p.Script, p.Env, p.BootstrapEnv, p.Secrets, p.Ports
 	if h := p.Health; h != nil {
 		protocol := mesosbridge.HealthHTTP
 		if h.Scheme == "https" {

@@ -71,7 +71,7 @@ func TestDesiredTasksFollowThePlan(t *testing.T) {
 	if !(s0.Order < s1.Order && s1.Order < a0.Order) {
 		t.Errorf("plan order broken: server-0 %d, server-1 %d, agent-0 %d", s0.Order, s1.Order, a0.Order)
 	}
-	if !strings.Contains(s0.Command, " --cluster-init ") || strings.Contains(s0.Command, "--server=") ||
+	if !strings.Contains(s0.Command, "set -- --cluster-init") || strings.Contains(s0.Command, "--server=https") ||
 		strings.Contains(s1.Command, "--cluster-init") || !strings.Contains(s1.Command, " --server=https://h0:31000 ") {
 		t.Errorf("embedded etcd: server-0 must init, others join:\n%s\n%s", s0.Command, s1.Command)
 	}
@@ -309,5 +309,25 @@ func TestAgentsPreloadImages(t *testing.T) {
 		if !strings.Contains(a.Command, want) {
 			t.Errorf("agent command lacks %q", want)
 		}
+	}
+}
+
+// Host-network agents, and servers with embedded etcd, hold host-global resources: they
+// carry a host-exclusive class that keeps them off hosts where another cluster runs one.
+func TestHostNetworkTasksAreHostExclusive(t *testing.T) {
+	in := planInputs{serverURL: "https://h0:31000"}
+	tasks := mustPlan(t, testCluster(), in)
+	if tasks[0].HostExclusive != "" || tasks[1].HostExclusive != hostExclusiveAgent {
+		t.Errorf("SQLite server %q, agent %q", tasks[0].HostExclusive, tasks[1].HostExclusive)
+	}
+	etcd := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) { c.Spec.Datastore.Type = v1alpha1.DatastoreEmbeddedEtcd }), in)
+	if etcd[0].HostExclusive != hostExclusiveEtcd {
+		t.Errorf("embedded etcd server %q", etcd[0].HostExclusive)
+	}
+	cni := mustPlan(t, testCluster(func(c *v1alpha1.K3sCluster) {
+		c.Spec.Network.Mode, c.Spec.Network.Name = v1alpha1.NetworkCNI, "k3s-net"
+	}), in)
+	if cni[1].HostExclusive != "" {
+		t.Errorf("a CNI agent has an address of its own, yet %q", cni[1].HostExclusive)
 	}
 }

@@ -87,12 +87,15 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 		// Mesos removed the framework and killed its tasks; the bridge registers a new one,
 		// whose ID this status takes once it is known.
 		c.Status.FrameworkID = ""
-		r.event(c, corev1.EventTypeWarning, "FrameworkRemoved", "Subscribe",
-			"Mesos removed framework %s and killed its tasks (its failoverTimeout ran out while no operator was connected, or a Mesos operator tore it down); registering a new framework and relaunching the servers on their volumes", removed)
+		if prev, _ := r.announcedRemovals.Swap(s.key(), removed); prev != removed {
+			r.event(c, corev1.EventTypeWarning, "FrameworkRemoved", "Subscribe",
+				"Mesos removed framework %s and killed its tasks (its failoverTimeout ran out while no operator was connected, or a Mesos operator tore it down); registering a new framework and relaunching the servers on their volumes", removed)
+		}
 	}
 	known := withStatusKnowledge(observed.Tasks, c.Status.Tasks)
 	in.serverURL = serverEndpoint(c, known)
 	in.serverAgentIDs = agentIDs(known, c.Status.Tasks)
+	in.rejoinURL = rejoinURL(c, known)
 	all, err := desiredTasks(planned, in)
 	if err != nil {
 		// A spec the API server accepted but no task can be made of: say which and stop.
@@ -113,6 +116,12 @@ func (r *K3sClusterReconciler) reconcile(ctx context.Context, s *clusterScope) (
 	inBackoff := func(name string) bool { _, ok := track.backoffUntil[name]; return ok }
 	ready := r.readiness(s)
 	launchable, waiting := gate(all, known, in.serverURL, c.Spec.Datastore.Type == v1alpha1.DatastoreEmbeddedEtcd, inBackoff, ready)
+	if hold, why := r.replaceGoneServers(ctx, s, all, known); len(hold) > 0 {
+		launchable = slices.DeleteFunc(launchable, func(t mesosbridge.TaskSpec) bool { return hold[t.Name] })
+		if why != "" {
+			waiting = why
+		}
+	}
 
 	// An agent leaving (scale-down, rollout) is drained first; a Node no task runs for goes.
 	roll := rollout{step: "frozen: " + s.obs.unsupported}
@@ -290,7 +299,8 @@ func serverEndpoint(c *v1alpha1.K3sCluster, known map[string]mesosbridge.Observe
 	return c.Status.Endpoint
 }
 
-// agentIDs pins each server to the agent that last ran it (where its volume is).
+// agentIDs pins each server to the agent that last ran it (where its volume is), unless
+// that agent is gone for good.
 func agentIDs(known map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskStatus) map[string]string {
 	out := map[string]string{}
 	for _, p := range prev {
@@ -301,6 +311,9 @@ func agentIDs(known map[string]mesosbridge.ObservedTask, prev []v1alpha1.TaskSta
 	for name, o := range known {
 		if o.AgentID != "" {
 			out[name] = o.AgentID
+		}
+		if goneForGood(o.State) {
+			delete(out, name) // its agent and volume are gone: it goes elsewhere
 		}
 	}
 	return out

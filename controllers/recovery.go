@@ -92,10 +92,10 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 			if hadPrev && p.TaskID != "" && obs.TaskID != p.TaskID {
 				st.Restarts++
 			}
-			// A task Mesos killed with its removed framework did not fail: it is relaunched
-			// under the new framework at once, without a back-off.
-			killedWithFramework := obs.Reason == mesosbridge.ReasonFrameworkRemoved
-			if obs.State.Terminal() && !sameIncarnationCounted && !killedWithFramework && isDesired && (obs.SpecHash == "" || st.SpecHash == spec.SpecHash) {
+			// A task Mesos killed with its removed framework, or whose agent is gone for
+			// good, did not fail: it is relaunched (elsewhere) at once, without a back-off.
+			notItsFault := obs.Reason == mesosbridge.ReasonFrameworkRemoved || goneForGood(obs.State)
+			if obs.State.Terminal() && !sameIncarnationCounted && !notItsFault && isDesired && (obs.SpecHash == "" || st.SpecHash == spec.SpecHash) {
 				st.ConsecutiveFailures++
 				st.LastFailureTime = &metav1.Time{Time: now}
 				out.newFailures = append(out.newFailures, st)
@@ -142,6 +142,10 @@ func trackTasks(prev []v1alpha1.TaskStatus, observed map[string]mesosbridge.Obse
 func unreachableReplacements(desired []mesosbridge.TaskSpec, known map[string]mesosbridge.ObservedTask, grace time.Duration, now time.Time) (names []string, wait time.Duration) {
 	for _, t := range desired {
 		o, ok := known[t.Name]
+		if ok && o.State == mesosbridge.TaskUnknown && t.Volume == nil {
+			names = append(names, t.Name) // the master forgot its agent: nothing to wait for
+			continue
+		}
 		if !ok || o.State != mesosbridge.TaskUnreachable || t.Volume != nil {
 			continue
 		}

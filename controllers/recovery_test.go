@@ -174,3 +174,45 @@ func TestFrameworkRemovedByMesos(t *testing.T) {
 		}
 	}
 }
+
+// TestServerAgentMarkedGone: the agent holding a single server's volume is lost and a
+// Mesos operator marks it gone (TASK_GONE_BY_OPERATOR). The cluster's data went with it:
+// the operator launches nothing, says so (Stalled, DataLost) and is not Ready; once a
+// person accepts the loss, an empty server starts on another agent.
+func TestServerAgentMarkedGone(t *testing.T) {
+	h := newHarness(t, 3)
+	h.apply("gone", `{agents: {replicas: 1}}`)
+	h.waitCondition("gone", v1alpha1.ConditionAgentsReady, metav1.ConditionTrue, waitDeploy)
+	server := h.taskStatus("gone", "server-0")
+
+	if err := h.mesos.LoseAgent(server.AgentHost); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually(10*time.Second, "server-0 unreachable", func() bool {
+		return h.taskStatus("gone", "server-0").State == "TASK_UNREACHABLE"
+	}, h.describe("gone"))
+	if err := h.mesos.MarkAgentGone(server.AgentHost); err != nil {
+		t.Fatal(err)
+	}
+	h.waitCondition("gone", v1alpha1.ConditionStalled, metav1.ConditionTrue, 20*time.Second)
+	c := h.get("gone")
+	if st := metaCondition(c, v1alpha1.ConditionStalled); st.Reason != v1alpha1.ReasonDataLost || !containsAll(st.Message, "server-0", "TASK_GONE_BY_OPERATOR", v1alpha1.AcceptDataLossAnnotation) {
+		t.Fatalf("Stalled %+v", st)
+	}
+	if conditionIs(c, v1alpha1.ConditionReady, metav1.ConditionTrue) {
+		t.Fatal("Ready with the data lost")
+	}
+	time.Sleep(500 * time.Millisecond) // many allocation intervals
+	if live := h.liveTasks("gone"); len(live["server-0"]) != 0 {
+		t.Fatalf("an empty server-0 was launched over the lost data: %v", h.mesosTasks())
+	}
+
+	h.update("gone", func(c *v1alpha1.K3sCluster) {
+		c.Annotations = map[string]string{v1alpha1.AcceptDataLossAnnotation: "true"}
+	})
+	h.eventually(waitDeploy, "an empty server-0 on another agent", func() bool {
+		st := h.taskStatus("gone", "server-0")
+		return st.State == "TASK_RUNNING" && st.AgentHost != server.AgentHost &&
+			conditionIs(h.get("gone"), v1alpha1.ConditionStalled, metav1.ConditionFalse)
+	}, h.describe("gone"))
+}

@@ -25,6 +25,8 @@ type observation struct {
 	unsupported string
 	// invalidSpec is a spec no task can be made of; the cluster is Stalled on it.
 	invalidSpec string
+	// dataLost says every server's agent, and its volume, is gone (see goneServers).
+	dataLost string
 	// secretsLost says which of the cluster's identity Secrets is gone or damaged; the
 	// cluster is Stalled on it and nothing is launched.
 	secretsLost string
@@ -240,6 +242,8 @@ func stalledCondition(o observation) metav1.Condition {
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonInvalidSpec, o.invalidSpec)
 	case o.secretsLost != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonSecretLost, o.secretsLost)
+	case o.dataLost != "":
+		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonDataLost, o.dataLost)
 	case o.stalledTask != "":
 		return condition(t, metav1.ConditionTrue, v1alpha1.ReasonTooManyFailures, o.stalledTask)
 	}

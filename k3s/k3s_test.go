@@ -58,6 +58,9 @@ func run(t *testing.T, p Process, prepare func(dataDir string)) (argv []string, 
 	for k, v := range p.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	for k, v := range p.BootstrapEnv {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
 	for k, v := range p.Secrets {
 		cmd.Env = append(cmd.Env, k+"="+string(v))
 	}
@@ -273,5 +276,36 @@ func TestScriptRefusesAnotherK3sVersion(t *testing.T) {
 				t.Errorf("the refusal does not say what was wanted: %s", out)
 			}
 		})
+	}
+}
+
+// The first server of embedded etcd starts the cluster only on its own data: with its
+// data gone (a lost volume) and another member named, it joins that member instead of
+// starting a second etcd cluster beside the first.
+func TestFirstServerRejoinsWhenItsDataIsGone(t *testing.T) {
+	s := testServer()
+	s.RejoinURL = "https://node-2.example.com:31000"
+	p, err := s.Process()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.BootstrapEnv[RejoinEnv] != s.RejoinURL || p.Env[RejoinEnv] != "" {
+		t.Fatalf("rejoin URL must be bootstrap environment only: env %v bootstrap %v", p.Env, p.BootstrapEnv)
+	}
+	argv, _, _ := run(t, p, nil)
+	if slices.Contains(argv, "--cluster-init") || !slices.Contains(argv, "--server="+s.RejoinURL) {
+		t.Errorf("empty data dir with a member to rejoin: argv %q", argv)
+	}
+	argv, _, _ = run(t, p, func(dataDir string) {
+		if err := os.MkdirAll(filepath.Join(dataDir, "server", "db", "etcd", "member", "wal"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !slices.Contains(argv, "--cluster-init") || slices.Contains(argv, "--server="+s.RejoinURL) {
+		t.Errorf("its own member's data: argv %q, want --cluster-init (a restart)", argv)
+	}
+	s.ClusterInit = false
+	if _, err := s.Process(); err == nil {
+		t.Error("a joining server with a rejoin URL was rendered")
 	}
 }

@@ -14,6 +14,10 @@ type Process struct {
 	Script string
 	// Env is plain environment. Nothing secret: a task runner may show it.
 	Env map[string]string
+	// BootstrapEnv is plain environment that the script reads only when the data
+	// directory holds no datastore yet (a first start, or a server whose volume was
+	// lost): a running task need not be replaced when it changes.
+	BootstrapEnv map[string]string
 	// Secrets are environment variables whose values must never be shown: delivered by
 	// the task runner as secrets. The script moves the TLS material into files and unsets
 	// those variables before K3s starts.

@@ -50,6 +50,12 @@ type Server struct {
 	Common
 	// ClusterInit starts embedded etcd as its first member (--cluster-init).
 	ClusterInit bool
+	// RejoinURL, for the ClusterInit server, is a server of the same etcd cluster to join
+	// instead when the data directory holds no etcd member: the first server's volume was
+	// lost after other members joined, and a new cluster (--cluster-init on empty data)
+	// would split the cluster in two. It is bootstrap environment (RejoinEnv), read only
+	// in that case, so it may follow whichever server is up without replacing the task.
+	RejoinURL string
 	// JoinURL is the server a joining server registers with (--server); empty for the
 	// first one.
 	JoinURL string
@@ -72,6 +78,9 @@ type Server struct {
 	// generate its own CAs (only for tests of K3s itself).
 	PKI *ServerPKI
 }
+
+// RejoinEnv carries Server.RejoinURL to the script.
+const RejoinEnv = "MESOSK3S_REJOIN_URL"
 
 // Server health: K3s answers an anonymous /readyz with 401 (seen on the real binary),
 // but its supervisor's /ping answers "pong" without credentials on the same port.
@@ -135,7 +144,10 @@ func (s Server) Process() (Process, error) {
 	a.addExpr("write-kubeconfig", "$DATA_DIR/kubeconfig.yaml")
 	a.addExpr("https-listen-port", "$"+portVar(PortAPI))
 	if s.ClusterInit {
-		a.literal("--cluster-init")
+		// "$@" is --cluster-init, or --server=<another member> when this member's data is
+		// gone and the cluster has other members (see RejoinURL).
+		sc.line(`if [ -n "${`, RejoinEnv, `:-}" ] && [ ! -d "$DATA_DIR/server/db/etcd/member/wal" ]; then set -- "--server=$`, RejoinEnv, `"; else set -- --cluster-init; fi`)
+		a = append(a, word{text: `"$@"`, expr: true})
 	}
 	a.literal(fixedPortListenersOff...)
 	a.add("server", s.JoinURL)
@@ -156,11 +168,16 @@ func (s Server) Process() (Process, error) {
 	a.literal("--disable-agent")
 	s.nodeArgs(&a)
 	sc.line("exec ", s.Executable, " ", a.shell())
+	var bootstrap map[string]string
+	if s.ClusterInit && s.RejoinURL != "" {
+		bootstrap = map[string]string{RejoinEnv: s.RejoinURL}
+	}
 	return Process{
-		Script:  inPrivateMountNamespace(sc.String()),
-		Env:     s.Env,
-		Secrets: secrets,
-		Ports:   []string{PortAPI, PortAPIServer},
+		Script:       inPrivateMountNamespace(sc.String()),
+		Env:          s.Env,
+		BootstrapEnv: bootstrap,
+		Secrets:      secrets,
+		Ports:        []string{PortAPI, PortAPIServer},
 		Health: &HealthCheck{
 			Scheme: "https", Port: PortAPI, Path: "/ping",
 			Delay: serverHealthDelay, Interval: serverHealthInterval, Timeout: serverHealthTimeout,
@@ -174,6 +191,9 @@ func (s Server) validate() error {
 	errs = append(errs, s.Common.validate()...)
 	if s.Token == "" {
 		errs = append(errs, errors.New("a server needs the join token"))
+	}
+	if s.RejoinURL != "" && !s.ClusterInit {
+		errs = append(errs, errors.New("only the server that starts the cluster rejoins it (a joining server has its join URL)"))
 	}
 	if s.ClusterInit && s.JoinURL != "" {
 		errs = append(errs, errors.New("a server either starts the cluster (cluster-init) or joins one, not both"))

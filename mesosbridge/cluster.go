@@ -61,6 +61,11 @@ type cluster struct {
 	// whatever ID the controller still persists. removedFrameworkID is the latest.
 	removed            map[string]bool
 	removedFrameworkID string
+	// exclusive is the HostExclusive class each task name's spec last asked for (kept
+	// while a task no longer desired still runs); exclusiveHosts is the manager's view of
+	// the other clusters' hosts (nil in tests of one cluster alone).
+	exclusive      map[string]string
+	exclusiveHosts *hostClaims
 }
 
 // subscriptionState is what a new subscription starts afresh.
@@ -94,6 +99,7 @@ func newCluster(key ClusterKey, opts Options, m *metrics, notify func(ClusterKey
 		graces:     map[string]time.Duration{},
 		abandoned:  map[string]bool{},
 		removed:    map[string]bool{},
+		exclusive:  map[string]string{},
 		conn:       Connection{Reason: ConnSubscribing, Message: "not connected yet", Since: time.Now()},
 	}
 	c.notify = func() { notify(key) }
@@ -175,6 +181,7 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 	c.desired = append([]TaskSpec(nil), desired...)
 	for _, s := range desired {
 		c.graces[s.Name] = s.KillGracePeriod
+		c.exclusive[s.Name] = s.HostExclusive
 	}
 	for _, t := range known {
 		c.adoptLocked(t)

@@ -16,8 +16,8 @@ type killOrder struct {
 }
 
 // requestKill queues a KILL for every live task under the names (the reported one and
-// any duplicate); names without a live task are ignored. A task on an unreachable agent
-// is also abandoned: its name may be relaunched at once.
+// any duplicate); names without a live task are ignored. A task on an unreachable or
+// unknown agent is also abandoned: its name may be relaunched at once.
 func (c *cluster) requestKill(names ...string) {
 	c.mu.Lock()
 	want := map[string]bool{}
@@ -27,7 +27,9 @@ func (c *cluster) requestKill(names ...string) {
 	for id, t := range c.live {
 		if want[t.Name] {
 			c.kills[id] = killOrder{agentID: t.AgentID, grace: c.graceLocked(t.Name)}
-			if t.State == TaskUnreachable {
+			// TASK_UNKNOWN: the master does not know the agent any more (it was removed),
+			// so no update will ever end the task either.
+			if t.State == TaskUnreachable || t.State == TaskUnknown {
 				c.abandoned[id] = true
 			}
 		}

@@ -26,6 +26,8 @@ type Manager struct {
 	// (say, the finalizer update conflicted) is done at once instead of resubscribing.
 	tornDown map[string]bool
 	stopped  bool
+	// claims keeps host-exclusive tasks of different clusters apart.
+	claims *hostClaims
 
 	// decided, when set before the first Ensure, observes each offer round's
 	// OFFERS-to-ACCEPT latency (the benchmark reads it).
@@ -49,6 +51,7 @@ func New(opts Options) (*Manager, error) {
 		opts: opts, metrics: m, notifier: newNotifier(),
 		ctx: ctx, cancel: cancel, clusters: map[ClusterKey]*cluster{}, tornDown: map[string]bool{},
 	}
+	b.claims = &hostClaims{m: b}
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -209,6 +212,7 @@ func (m *Manager) clusterFor(cfg FrameworkConfig, ensure bool) (*cluster, error)
 	}
 	c := newCluster(key, m.opts, m.metrics, m.notifier.notify)
 	c.decided = m.decided
+	c.exclusiveHosts = m.claims
 	c.mu.Lock()
 	c.applyConfigLocked(cfg)
 	c.mu.Unlock()

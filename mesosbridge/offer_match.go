@@ -28,6 +28,9 @@ type matchInput struct {
 	Active []placedTask
 	// NewTaskID mints the ID of a task about to be launched (newTaskID in production).
 	NewTaskID func(name string) string
+	// Occupied are, per HostExclusive class, the hosts where other clusters run a task
+	// of that class (see host_exclusive.go).
+	Occupied map[string]map[string]bool
 }
 
 // launchedTask is a task the round decided to launch: the event loop records it as
@@ -130,6 +133,10 @@ func matchOffers(in matchInput, offers []mesos.Offer) matchResult {
 			s := states[i]
 			if reason := need.fits(s); reason != "" {
 				why.add(reason, nil)
+				continue
+			}
+			if spec.HostExclusive != "" && in.Occupied[spec.HostExclusive][s.offer.GetHostname()] {
+				why.add("host runs a "+spec.HostExclusive+" task of another cluster", nil)
 				continue
 			}
 			if ok, c := allowAll(cs, s.facts(), idx); !ok {

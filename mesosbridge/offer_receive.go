@@ -2,6 +2,7 @@ package mesosbridge
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	mesos "github.com/mesos/mesos-go/api/v1/lib"
@@ -14,6 +15,15 @@ import (
 // fastest status update finds them.
 func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.Offer, received time.Time) error {
 	c.metrics.offersReceived.Add(float64(len(offers)))
+	// Rounds that place host-exclusive tasks run one cluster at a time, from reading the
+	// other clusters' hosts to recording this round's launches.
+	var occupied map[string]map[string]bool
+	release := func() {}
+	if c.exclusiveHosts != nil && c.wantsExclusiveHosts() {
+		release = sync.OnceFunc(c.exclusiveHosts.lock())
+		defer release()
+		occupied = c.exclusiveHosts.of(c.key)
+	}
 	c.mu.Lock()
 	if c.releasingLocked() {
 		c.mu.Unlock()
@@ -30,7 +40,7 @@ func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.O
 		c.mu.Unlock()
 		return c.decline(ctx, cl, offerIDs(offers), refuseFor(0))
 	}
-	in := matchInput{Framework: c.cfg, Pending: pending, Active: activeOf(c.tasks, c.agentAttrs), NewTaskID: newTaskID}
+	in := matchInput{Framework: c.cfg, Pending: pending, Active: activeOf(c.tasks, c.agentAttrs), NewTaskID: newTaskID, Occupied: occupied}
 	d := decideOffers(in, offers)
 	now := time.Now()
 	for _, l := range d.Launched {
@@ -40,6 +50,7 @@ func (c *cluster) handleOffers(ctx context.Context, cl *caller, offers []mesos.O
 	}
 	c.unplaced = d.Unplaced
 	c.mu.Unlock()
+	release()
 	if len(d.Launched) > 0 {
 		c.notify()
 	}

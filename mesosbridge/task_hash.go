@@ -18,6 +18,8 @@ const specHashVersion = "v1"
 // before it existed keep their hash. Left out on purpose:
 //   - the name, role, index and plan order: which task, and when it starts, not what runs;
 //   - where the task goes (Volume.AgentID);
+//   - BootstrapEnv: read only when the task's data is empty (a first start), so a change
+//     is no reason to replace a running task;
 //   - secret values: the hash is visible in the master's /state and a digest of a weak
 //     secret could be brute-forced. Only secret names count, so rotating a secret's value
 //     is not a rollout by itself.

@@ -83,3 +83,13 @@ func TestSpecHashIsPinned(t *testing.T) {
 		t.Errorf("identity fields entered the hash")
 	}
 }
+
+// BootstrapEnv is read only on a first start: changing it must not roll a running task.
+func TestSpecHashLeavesOutBootstrapEnv(t *testing.T) {
+	s := serverSpec()
+	before := SpecHash(s)
+	s.BootstrapEnv = map[string]string{"MESOSK3S_REJOIN_URL": "https://node-2:31000"}
+	if SpecHash(s) != before {
+		t.Fatal("the bootstrap environment changed the spec hash")
+	}
+}

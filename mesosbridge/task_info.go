@@ -98,7 +98,7 @@ func taskInfoFor(fw FrameworkConfig, spec TaskSpec, p placement) mesos.TaskInfo 
 // commandInfo runs the task's script under /bin/sh after a prologue that names its data
 // directory, with its ports and environment; without a script the image's entrypoint runs.
 func commandInfo(fw FrameworkConfig, spec TaskSpec, p placement) *mesos.CommandInfo {
-	env := merge(spec.Env, portEnv(p.Ports), map[string]string{EnvHost: p.Hostname})
+	env := merge(spec.Env, spec.BootstrapEnv, portEnv(p.Ports), map[string]string{EnvHost: p.Hostname})
 	cmd := &mesos.CommandInfo{Environment: environment(env, spec.Secrets)}
 	for _, u := range spec.Fetch {
 		uri := mesos.CommandInfo_URI{Value: u.URL, Executable: ptr(u.Executable), Extract: ptr(u.Extract)}

@@ -109,6 +109,11 @@ func ValidateTaskSpec(s TaskSpec) error {
 	reserved := func(name string) bool {
 		return name == EnvDataDir || name == EnvHost || strings.HasPrefix(name, EnvPortPrefix) || strings.HasPrefix(name, "MESOS_")
 	}
+	for k := range s.BootstrapEnv {
+		if _, clash := s.Env[k]; clash || !envName.MatchString(k) || reserved(k) {
+			bad("bootstrap env name %q must be a valid, unreserved variable name not also in env", k)
+		}
+	}
 	for k := range s.Env {
 		if !envName.MatchString(k) {
 			bad("env name %q is not a valid variable name", k)

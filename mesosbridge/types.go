@@ -189,6 +189,15 @@ type TaskSpec struct {
 	Fetch []FetchURI
 	// Env is plain environment. Nothing secret here: the master's /state may show it.
 	Env map[string]string
+	// HostExclusive names a class of tasks that hold host-global resources no offer can
+	// move (fixed ports, network links): no two live tasks of one class from different
+	// clusters of this bridge share a host (see host_exclusive.go). Where a task goes is
+	// not what it runs: it is left out of the spec hash.
+	HostExclusive string
+	// BootstrapEnv is plain environment too, but read by the task only when its data is
+	// empty (a first start): it is left out of the spec hash, so a change of it does not
+	// replace a running task (see hashProjection).
+	BootstrapEnv map[string]string
 	// Secrets are environment variables delivered as Mesos secrets, never as plain ones.
 	// Tasks under the Mesos containerizer are launched as a task group of the default
 	// executor (LAUNCH_GROUP), which resolves them into the task's own environment; a plain

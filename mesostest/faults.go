@@ -2,6 +2,7 @@ package mesostest
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -270,4 +271,51 @@ func (s *Server) disconnectAllLocked(why string) {
 	for _, id := range ids {
 		s.disconnectLocked(s.frameworks[id], why)
 	}
+}
+
+// MarkAgentGone is an operator's MARK_AGENT_GONE for an unreachable agent, as
+// Master::markGone does it (src/master/master.cpp): the agent is removed for good
+// (its resources, persistent volumes included, are never offered again, and it may
+// not reregister), and each of its unreachable tasks goes to TASK_GONE_BY_OPERATOR
+// with REASON_SLAVE_REMOVED_BY_OPERATOR (REASON_AGENT_REMOVED_BY_OPERATOR in the v1 API; "Agent
+// has been marked gone"; TASK_LOST and
+// REASON_SLAVE_REMOVED for frameworks that are not partition-aware). A later explicit
+// reconciliation of a task on that agent is answered TASK_GONE_BY_OPERATOR (case 5 of
+// Master::_reconcileTasks). Marking a registered agent gone, which Mesos also allows,
+// is not emulated.
+func (s *Server) MarkAgentGone(hostname string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.agentsByHost[hostname]
+	if a == nil {
+		return fmt.Errorf("no agent with hostname %q", hostname)
+	}
+	if a.reachable || a.recovered {
+		return fmt.Errorf("agent %s is registered: only an unreachable agent can be marked gone here", hostname)
+	}
+	if a.host != nil {
+		return fmt.Errorf("agent %s has a host of its own: marking it gone is emulated for simulated agents only", hostname)
+	}
+	s.log.Info("fault injection: agent marked gone", "agentID", a.id, "hostname", hostname)
+	const message = "Agent has been marked gone"
+	for _, t := range tasksOf(a) {
+		fw := t.fw
+		if fw.unreachable[t.id] == t {
+			status := s.masterStatus(fw, mesos.TaskID{Value: t.id}, mesos.TASK_GONE_BY_OPERATOR, mesos.REASON_AGENT_REMOVED_BY_OPERATOR, message)
+			status.AgentID = &mesos.AgentID{Value: a.id}
+			status.ExecutorID = &mesos.ExecutorID{Value: t.executorID}
+			t.state = status.GetState()
+			masterReceivedLocked(t, status)
+			fw.send(&scheduler.Event{Type: scheduler.Event_UPDATE, Update: &scheduler.Event_Update{Status: status}})
+		}
+		s.taskTerminatedLocked(t)
+		s.completeTaskLocked(t)
+	}
+	s.stopTimerLocked(a.reregisterTimer)
+	a.reregisterTimer = nil
+	delete(s.agents, a.id)
+	delete(s.agentsByHost, a.hostname)
+	s.agentOrder = slices.DeleteFunc(s.agentOrder, func(o *agent) bool { return o == a })
+	s.goneAgents[a.id] = time.Now()
+	return nil
 }

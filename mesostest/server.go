@@ -134,8 +134,10 @@ type Server struct {
 
 	agents       map[string]*agent // by agent ID
 	agentsByHost map[string]*agent
-	agentOrder   []*agent // registration order, walked by the allocator
-	nextAgent    int
+	// goneAgents are the agents an operator marked gone (MarkAgentGone), and when.
+	goneAgents map[string]time.Time
+	agentOrder []*agent // registration order, walked by the allocator
+	nextAgent  int
 
 	frameworks          map[string]*framework
 	completedFrameworks []*framework
@@ -230,6 +232,7 @@ func newServer(addr string, opts Options, agents []AgentConfig) (*Server, error)
 		started:      time.Now(),
 		agents:       map[string]*agent{},
 		agentsByHost: map[string]*agent{},
+		goneAgents:   map[string]time.Time{},
 		frameworks:   map[string]*framework{},
 		offers:       map[string]*offer{},
 		processes:    map[*taskProcess]struct{}{},

@@ -528,7 +528,8 @@ func (s *Server) knownTaskLocked(fw *framework, taskID string) *task {
 // container status); (2) unknown, agent recovered after a master restart,
 // or no agent given while any agent is: no answer; (3) unknown, agent
 // registered: TASK_GONE; (4) agent unreachable: TASK_UNREACHABLE with the
-// time it was marked so; (6) agent unknown: TASK_UNKNOWN. TASK_LOST
+// time it was marked so; (5) agent marked gone: TASK_GONE_BY_OPERATOR; (6)
+// agent unknown: TASK_UNKNOWN. TASK_LOST
 // instead of (3), (4) and (6) for frameworks that are not partition-aware.
 func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
 	reason := mesos.REASON_RECONCILIATION
@@ -563,7 +564,10 @@ func (s *Server) reconcileLocked(fw *framework, rec *scheduler.Call_Reconcile) {
 		}
 		state, msg := mesos.TASK_UNKNOWN, "Reconciliation: Task is unknown"
 		var unreachableTime *mesos.TimeInfo
+		_, agentGone := s.goneAgents[rt.GetAgentID().GetValue()]
 		switch {
+		case agentGone:
+			state, msg = mesos.TASK_GONE_BY_OPERATOR, "Reconciliation: Task is gone"
 		case a != nil && a.registeredWithMaster():
 			state, msg = mesos.TASK_GONE, "Reconciliation: Task is unknown to the agent"
 		case a != nil:

@@ -28,6 +28,7 @@ const (
 	ReasonUnsupportedSpec   = "UnsupportedSpec"
 	ReasonInvalidSpec       = "InvalidSpec"
 	ReasonTooManyFailures   = "TooManyFailures"
+	ReasonDataLost          = "DataLost"
 	ReasonNoProgress        = "NoProgress"
 	ReasonWaitingForServers = "WaitingForServers"
 
@@ -92,6 +93,12 @@ const (
 	// ForceDeleteAnnotation lets a person give up on Mesos when deleting: the finalizer is
 	// removed even if the tasks could not be confirmed dead.
 	ForceDeleteAnnotation = "cluster.mesosk3s.io/force-delete"
+
+	// AcceptDataLossAnnotation lets a cluster whose every server lost its agent, and its
+	// persistent volume with it, start again with empty servers (same CAs and tokens).
+	// Without it the cluster is Stalled (DataLost) and nothing is launched: an empty
+	// server would report Ready with none of the cluster's objects.
+	AcceptDataLossAnnotation = "cluster.mesosk3s.io/accept-data-loss"
 	// Finalizer keeps the object until its Mesos framework is torn down.
 	Finalizer = "cluster.mesosk3s.io/finalizer"
 	// RoleLabel carries a task's role (server, agent, datastore) in status selectors.
