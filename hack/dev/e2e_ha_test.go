@@ -95,12 +95,38 @@ func TestPlaygroundHA(t *testing.T) {
 	}
 	etcd.waitHealthyMembers(t, serverAddresses(t, mgmt), 3, time.Minute)
 	checkDemo(t, wl)
+	scaleServersDown(t, mgmt, wl, etcd)
 
 	instance := pg.instance(t)
 	pg.stop(t)
 	if left := hostguard.Leftovers(instance, state); len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
 	}
+}
+
+// scaleServersDown takes the cluster from three servers to one: the operator removes
+// server-2's etcd member, stops it, waits for etcd to be healthy with two members, then
+// does the same for server-1. Killing servers without removing their members would leave
+// one live member of three: no quorum, and no API.
+func scaleServersDown(t *testing.T, mgmt, wl kubectl, etcd etcdClient) {
+	t.Helper()
+	start := time.Now()
+	mgmt.run(t, "patch", "k3sc/playground", "--type", "merge", "-p", `{"spec":{"servers":{"replicas":1}}}`)
+	waitJSONPath(t, mgmt, "{.status.servers.replicas}", "1", 3*time.Minute)
+	servers := serverAddresses(t, mgmt)
+	etcd.waitHealthyMembers(t, servers, 1, time.Minute)
+	mgmt.run(t, "wait", "--for=condition=Ready", "k3sc/playground", "--timeout=120s")
+	t.Logf("3 → 1 servers: etcd has one healthy member and the cluster is Ready %.1fs after the patch", time.Since(start).Seconds())
+	removed := mgmt.run(t, "get", "events.events.k8s.io", "--field-selector", "regarding.name=playground,reason=EtcdMemberRemoved", "-o", "jsonpath={.items[*].note}")
+	for _, server := range []string{"server-2", "server-1"} {
+		if !strings.Contains(removed, server) {
+			t.Errorf("no EtcdMemberRemoved event for %s: %q", server, removed)
+		}
+	}
+	if got := wl.run(t, "get", "--raw", "/readyz"); strings.TrimSpace(got) != "ok" {
+		t.Fatalf("/readyz with one server left: %q", got)
+	}
+	checkDemo(t, wl)
 }
 
 // serverAddress is where a server task runs: its host and K3s API port.
