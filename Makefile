@@ -90,6 +90,10 @@ test: verify-generated fmt-check vet k3s k3s-previous flux node-prereqs ## Run e
 	@# Every benchmark, a few iterations: one that no longer runs fails here, not in a release.
 	go test -run '^$$' -bench . -benchtime 3x $(BENCH_PACKAGES)
 
+.PHONY: soak
+soak: ## The fault soak (hack/soak, docs/soak.md) for 10 minutes: the operator binary, a real API server, the Mesos emulator; SOAK_FLAGS=-soak.seed=N replays a run.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./hack/soak -run TestSoak -soak.duration 10m -timeout 30m -v $(SOAK_FLAGS)
+
 .PHONY: dev
 dev: build k3s node-prereqs ## The playground: API server, Mesos emulator, operator, a real K3s server and real K3s nodes, until Ctrl-C (DEV_FLAGS=--ha: three servers).
 	@go run ./hack/dev --assets "$$(hack/envtest-assets.sh)" $(DEV_FLAGS)
@@ -101,8 +105,10 @@ build: ## Build the operator binary into bin/manager.
 	go build -o $(BIN)/manager .
 
 .PHONY: run
-run: ## Run the operator against the cluster in the current kubeconfig.
-	go run . --log-development
+RUN_NAMESPACE ?= mesosk3s-system
+run: ## Run the operator against the cluster in the current kubeconfig, with leader election in RUN_NAMESPACE (so it waits while a deployed operator leads).
+	@kubectl create namespace $(RUN_NAMESPACE) --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+	go run . --log-development --leader-elect --leader-election-namespace $(RUN_NAMESPACE)
 
 .PHONY: image
 image: ## Build the operator image IMG without Docker, reproducibly, as an OCI layout tarball (IMAGE_TAR) and directory.
