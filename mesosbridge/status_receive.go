@@ -53,6 +53,14 @@ func (c *cluster) recordStatusLocked(st mesos.TaskStatus, now time.Time) bool {
 		c.log.Info("update for a task that is not the bridge's", "taskID", id, "state", o.State)
 		return false
 	}
+	// A KILL already sent is sent again only when the task's state moved: the master
+	// answers the KILL of a task on an unreachable agent with TASK_UNREACHABLE (by
+	// reconciliation), and sending it again for that answer would loop as fast as the
+	// round trip for as long as the partition lasts; once the agent is back, the KILL
+	// that reached nobody is sent again.
+	_, queued := c.kills[id]
+	_, sent := c.killsSent[id]
+	killAgain := !queued && (!sent || prev.State != o.State)
 	if o.State.Terminal() {
 		delete(c.live, id)
 		delete(c.kills, id)
@@ -60,12 +68,21 @@ func (c *cluster) recordStatusLocked(st mesos.TaskStatus, now time.Time) bool {
 		delete(c.abandoned, id)
 	} else {
 		c.live[id] = o
+		if c.abandoned[id] && o.State != TaskUnreachable && killAgain {
+			// Its agent is back, and its name may already have a replacement (or get
+			// one: pendingLocked ignores abandoned tasks), so it must die now.
+			c.log.Info("abandoned task is back; killing it", "task", o.Name, "taskID", id, "state", o.State)
+			c.kills[id] = killOrder{agentID: o.AgentID, grace: c.graceLocked(o.Name)}
+			c.poke()
+		}
 	}
 	cur, has := c.tasks[o.Name]
 	if has && duplicateOf(cur, o) {
-		c.log.Info("duplicate task; killing it", "task", o.Name, "kept", cur.TaskID, "killing", id)
-		c.kills[id] = killOrder{agentID: o.AgentID, grace: c.graceLocked(o.Name)}
-		c.poke()
+		if killAgain {
+			c.log.Info("duplicate task; killing it", "task", o.Name, "kept", cur.TaskID, "killing", id)
+			c.kills[id] = killOrder{agentID: o.AgentID, grace: c.graceLocked(o.Name)}
+			c.poke()
+		}
 		return false
 	}
 	if has && !supersedes(cur, o) {
