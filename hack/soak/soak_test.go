@@ -35,9 +35,11 @@ var (
 
 const (
 	namespace   = "soak"
-	nAgents     = 5
 	maxClusters = 3
 	maxAgents   = 3
+	// nAgents hosts fit every agent of every cluster at once plus a spare for a lost one:
+	// Host-network agents of different clusters never share a host.
+	nAgents = maxClusters*maxAgents + 1
 	// settleMin and settleSpread bound the time the system is left alone after each step
 	// before the invariants are checked.
 	settleMin    = time.Second
