@@ -88,11 +88,16 @@ func (m *Manager) Stop() {
 // Events implements Bridge.
 func (m *Manager) Events() <-chan ClusterKey { return m.notifier.out }
 
+// lookup is the cluster's state, nil when the bridge does not know the cluster.
+func (m *Manager) lookup(key ClusterKey) *cluster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.clusters[key]
+}
+
 // Observe returns what the bridge knows of a cluster, without changing anything.
 func (m *Manager) Observe(key ClusterKey) (Observed, bool) {
-	m.mu.Lock()
-	c := m.clusters[key]
-	m.mu.Unlock()
+	c := m.lookup(key)
 	if c == nil {
 		return Observed{}, false
 	}
@@ -175,9 +180,7 @@ func (m *Manager) Teardown(_ context.Context, cfg FrameworkConfig) (bool, error)
 // Config is the framework config the bridge runs the cluster with: what it subscribed
 // with, credentials included, even once the Secrets it came from are gone.
 func (m *Manager) Config(key ClusterKey) (FrameworkConfig, bool) {
-	m.mu.Lock()
-	c := m.clusters[key]
-	m.mu.Unlock()
+	c := m.lookup(key)
 	if c == nil {
 		return FrameworkConfig{}, false
 	}

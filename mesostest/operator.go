@@ -156,7 +156,7 @@ func (s *Server) serveTasks(m *master, w http.ResponseWriter, r *http.Request) {
 // operatorRequest checks what master/http.cpp checks before an operator
 // operation: authentication (when credentials are configured), leadership,
 // POST, and decodes the form in the body. It reports false when it answered.
-func (s *Server) operatorRequest(m *master, w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+func (s *Server) operatorRequest(m *master, w http.ResponseWriter, r *http.Request, required ...string) (url.Values, bool) {
 	if _, ok := s.authenticate(r); !ok {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+readWriteRealm+`"`)
 		http.Error(w, "", http.StatusUnauthorized)
@@ -179,6 +179,12 @@ func (s *Server) operatorRequest(m *master, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		http.Error(w, "Unable to decode query string: "+err.Error(), http.StatusBadRequest)
 		return nil, false
+	}
+	for _, name := range required {
+		if !values.Has(name) {
+			http.Error(w, "Missing '"+name+"' query parameter in the request body", http.StatusBadRequest)
+			return nil, false
+		}
 	}
 	return values, true
 }
@@ -215,16 +221,8 @@ func parseResourceArray(param, text string) ([]mesos.Resource, error) {
 // in use (validation::operation::validate), 409 when they cannot be taken
 // back from the allocator.
 func (s *Server) serveDestroyVolumes(m *master, w http.ResponseWriter, r *http.Request) {
-	values, ok := s.operatorRequest(m, w, r)
+	values, ok := s.operatorRequest(m, w, r, "slaveId", "volumes")
 	if !ok {
-		return
-	}
-	if !values.Has("slaveId") {
-		http.Error(w, "Missing 'slaveId' query parameter in the request body", http.StatusBadRequest)
-		return
-	}
-	if !values.Has("volumes") {
-		http.Error(w, "Missing 'volumes' query parameter in the request body", http.StatusBadRequest)
 		return
 	}
 	volumes, err := parseResourceArray("volumes", values.Get("volumes"))
@@ -298,16 +296,8 @@ func validateDestroy(vols mesos.Resources, a *agent) error {
 // the UNRESERVE is applied, 400 on bad input (validate(Unreserve)), 409
 // when the reserved resources are not available (in use, or not there).
 func (s *Server) serveUnreserve(m *master, w http.ResponseWriter, r *http.Request) {
-	values, ok := s.operatorRequest(m, w, r)
+	values, ok := s.operatorRequest(m, w, r, "slaveId", "resources")
 	if !ok {
-		return
-	}
-	if !values.Has("slaveId") {
-		http.Error(w, "Missing 'slaveId' query parameter in the request body", http.StatusBadRequest)
-		return
-	}
-	if !values.Has("resources") {
-		http.Error(w, "Missing 'resources' query parameter in the request body", http.StatusBadRequest)
 		return
 	}
 	resources, err := parseResourceArray("resources", values.Get("resources"))
@@ -402,12 +392,8 @@ func overlaps(have, want mesos.Resources) bool {
 // closed), and a later SUBSCRIBE with its ID is refused with "Framework has been
 // removed". An ID the master does not know is "No framework found with specified ID".
 func (s *Server) serveTeardown(m *master, w http.ResponseWriter, r *http.Request) {
-	values, ok := s.operatorRequest(m, w, r)
+	values, ok := s.operatorRequest(m, w, r, "frameworkId")
 	if !ok {
-		return
-	}
-	if !values.Has("frameworkId") {
-		http.Error(w, "Missing 'frameworkId' query parameter in the request body", http.StatusBadRequest)
 		return
 	}
 	if err := s.TeardownFramework(values.Get("frameworkId")); err != nil {
