@@ -15,7 +15,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 45m
 # Flags for the playground, e.g. `make dev DEV_FLAGS=--ha`.
 DEV_FLAGS ?=
 # The packages with benchmarks; make test runs each of them a few times.
-BENCH_PACKAGES ?= ./mesosbridge ./mesostest
+BENCH_PACKAGES ?= ./mesosbridge ./mesostest ./controllers
 
 BIN := $(CURDIR)/bin
 CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
@@ -88,7 +88,7 @@ node-prereqs: ## Install (once) what real K3s nodes need here: Debian's containe
 test: verify-generated fmt-check vet k3s k3s-previous flux node-prereqs ## Run every test against a real API server, real K3s and a real Flux (all built on first use).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" MESOSK3S_REQUIRE_K3S=1 MESOSK3S_REQUIRE_FLUX=1 go test $(TEST_FLAGS) ./...
 	@# Every benchmark, a few iterations: one that no longer runs fails here, not in a release.
-	go test -run '^$$' -bench . -benchtime 3x $(BENCH_PACKAGES)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test -run '^$$' -bench . -benchtime 3x $(BENCH_PACKAGES)
 
 .PHONY: soak
 soak: ## The fault soak (hack/soak, docs/soak.md) for 10 minutes: the operator binary, a real API server, the Mesos emulator; SOAK_FLAGS=-soak.seed=N replays a run.

@@ -209,28 +209,32 @@ func TestTrackTasksCountsEachFailureOnce(t *testing.T) {
 	failed := obsTask(roleAgent, 0, mesosbridge.TaskFailed, nil, "h")
 	failed.Message = "Command exited with status 1"
 
-	// First pass: the failure is counted, an event is due, the task waits out 10 s.
+	// First pass: the failure is counted, an event is due, and a first failure is
+	// relaunched at once.
 	tr := trackTasks(nil, observedMap(failed), desired, "v1", rem, t0)
 	if len(tr.newFailures) != 1 || tr.tasks[0].ConsecutiveFailures != 1 || !slices.Equal(tr.failed, []string{"agent-0"}) {
 		t.Fatalf("first pass: %+v", tr)
 	}
-	if until := tr.backoffUntil["agent-0"]; !until.Equal(t0.Add(10 * time.Second)) {
-		t.Errorf("back-off until %s, want +10s", until)
+	if until, waits := tr.backoffUntil["agent-0"]; waits {
+		t.Errorf("a first failure waits until %s", until)
 	}
 	// The same failed task seen again is not a second failure.
 	again := trackTasks(tr.tasks, observedMap(failed), desired, "v1", rem, t0.Add(time.Second))
 	if len(again.newFailures) != 0 || again.tasks[0].ConsecutiveFailures != 1 {
 		t.Fatalf("counted twice: %+v", again.tasks[0])
 	}
-	// Relaunched, failed again: two in a row, the back-off doubles, restarts counts it.
+	// Relaunched, failed again: two in a row, the back-off starts, restarts counts it.
 	second := failed
 	second.TaskID = "agent-0.2"
 	tr2 := trackTasks(again.tasks, observedMap(second), desired, "v1", rem, t0.Add(20*time.Second))
 	if tr2.tasks[0].ConsecutiveFailures != 2 || tr2.tasks[0].Restarts != 1 {
 		t.Fatalf("second failure: %+v", tr2.tasks[0])
 	}
-	if until := tr2.backoffUntil["agent-0"]; !until.Equal(t0.Add(40 * time.Second)) {
-		t.Errorf("back-off until %s, want +40s (20 s doubled)", until.Sub(t0))
+	if until := tr2.backoffUntil["agent-0"]; !until.Equal(t0.Add(30 * time.Second)) {
+		t.Errorf("back-off until %s, want +30s (the 10 s back-off after the second failure)", until.Sub(t0))
+	}
+	if d := rem.delay(3); d != 20*time.Second {
+		t.Errorf("after a third failure %s, want 20s (doubled)", d)
 	}
 	// Third failure: at the threshold the cluster is stalled.
 	third := failed

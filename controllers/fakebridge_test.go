@@ -185,6 +185,16 @@ func TestFakeFailedAgentWaitsOutItsBackoff(t *testing.T) {
 	failed.State, failed.Healthy, failed.Message = mesosbridge.TaskFailed, nil, "Command exited with status 1"
 	f := newFakeBridge(running("server-0", true, ""), running("agent-0", true, ""), failed)
 	now := time.Now()
+	passes(t, f, ns, name, now, 1)
+	if !slices.Contains(f.lastEnsured(), "agent-1") {
+		t.Errorf("agent-1 not relaunched at once after its first failure: %v", f.lastEnsured())
+	}
+	// Its relaunch fails too: now it waits out the back-off.
+	again := running("agent-1", false, "")
+	again.TaskID, again.State, again.Healthy, again.Message = "agent-1.bbbb", mesosbridge.TaskFailed, nil, "Command exited with status 1"
+	f.mu.Lock()
+	f.tasks["agent-1"] = again
+	f.mu.Unlock()
 	c := passes(t, f, ns, name, now, 2)
 	if slices.Contains(f.lastEnsured(), "agent-1") {
 		t.Errorf("agent-1 handed to the bridge during its back-off: %v", f.lastEnsured())
@@ -195,7 +205,7 @@ func TestFakeFailedAgentWaitsOutItsBackoff(t *testing.T) {
 			st = ts
 		}
 	}
-	if st.ConsecutiveFailures != 1 || st.LastFailureTime == nil {
+	if st.ConsecutiveFailures != 2 || st.LastFailureTime == nil {
 		t.Errorf("agent-1 status %+v", st)
 	}
 	// Once the back-off is over the task is desired again.

@@ -42,7 +42,7 @@ var nsCounter atomic.Int32
 // emulator over real HTTP, and the operator (bridge + manager) that can be stopped and
 // started again like a real process.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	ns    string
 	mesos *mesostest.Server
@@ -72,14 +72,14 @@ func agents(n int) []mesostest.AgentConfig {
 	return out
 }
 
-func newHarness(t *testing.T, nAgents int) *harness {
+func newHarness(t testing.TB, nAgents int) *harness {
 	t.Helper()
 	return newHarnessWith(t, nAgents, mesostest.Options{})
 }
 
 // newHarnessWith is newHarness with emulator options beyond the harness's timings (say
 // Credentials).
-func newHarnessWith(t *testing.T, nAgents int, opts mesostest.Options) *harness {
+func newHarnessWith(t testing.TB, nAgents int, opts mesostest.Options) *harness {
 	t.Helper()
 	h := &harness{t: t, ctx: context.Background(), c: env.Client,
 		ns: fmt.Sprintf("t%d-%s", nsCounter.Add(1), strings.ToLower(strings.ReplaceAll(t.Name(), "_", "-")))}

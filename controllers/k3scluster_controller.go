@@ -34,10 +34,22 @@ type K3sClusterReconciler struct {
 	Now func() time.Time
 	// MaxConcurrentReconciles bounds the clusters reconciled in parallel.
 	MaxConcurrentReconciles int
+	// APIReader reads the cluster at the start of each pass from the API server, not the
+	// cache: a pass right after another (a Mesos event) must see the status that pass
+	// wrote, or a failure count, a restart count or a framework ID would go back. Nil
+	// takes the manager's (SetupWithManager), or the Client.
+	APIReader client.Reader
 
 	// announcedRemovals holds, per cluster, the removed framework ID already announced:
 	// the next pass may read a status from the cache that still carries it.
 	announcedRemovals sync.Map
+}
+
+func (r *K3sClusterReconciler) reader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 func (r *K3sClusterReconciler) now() time.Time {
@@ -49,6 +61,9 @@ func (r *K3sClusterReconciler) now() time.Time {
 
 // SetupWithManager watches K3sClusters, their Secrets and the bridge's events.
 func (r *K3sClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	requeue := &requeueSource{}
 	if r.Probes == nil {
 		probes := newHTTPProbes(context.Background(), requeue.Enqueue)
@@ -74,7 +89,7 @@ func (r *K3sClusterReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *K3sClusterReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
 	log := ctrl.LoggerFrom(ctx)
 	cluster := &v1alpha1.K3sCluster{}
-	if err := r.Get(ctx, req.NamespacedName, cluster); err != nil {
+	if err := r.reader().Get(ctx, req.NamespacedName, cluster); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 

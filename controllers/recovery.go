@@ -36,10 +36,15 @@ func remediationOf(spec v1alpha1.RemediationSpec) remediation {
 	return r
 }
 
-// delay is the back-off after the n-th consecutive failure: backoff doubling, capped.
+// delay is the back-off after the n-th consecutive failure: none after the first (a task
+// that failed once is relaunched within one allocation interval), then backoff doubling
+// from the second, capped.
 func (r remediation) delay(n int32) time.Duration {
+	if n <= 1 {
+		return 0
+	}
 	d := r.backoff
-	for i := int32(1); i < n && d < r.maxBackoff; i++ {
+	for i := int32(2); i < n && d < r.maxBackoff; i++ {
 		d *= 2
 	}
 	return min(d, r.maxBackoff)

@@ -118,6 +118,10 @@ func (c *cluster) poke() {
 func (c *cluster) observed() Observed {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.observedLocked()
+}
+
+func (c *cluster) observedLocked() Observed {
 	// The last round's reasons, for the tasks that are still desired and still pending.
 	var unplaced map[string]string
 	for _, spec := range pendingOf(c.desired, c.tasks) {
@@ -173,7 +177,11 @@ func (c *cluster) setConn(connected bool, reason ConnectionReason, message strin
 
 // update applies an Ensure: new config, desired tasks, and the controller's memory of
 // tasks (adopted if the bridge does not know them).
-func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []ObservedTask) {
+//
+// It returns the observation taken under the same lock: no offer round can relaunch a
+// task that ended between the update and the observation, so the controller always sees
+// an end before the relaunch that this Ensure allows (and counts the failure).
+func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []ObservedTask) Observed {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.applyConfigLocked(cfg)
@@ -186,6 +194,7 @@ func (c *cluster) update(cfg FrameworkConfig, desired []TaskSpec, known []Observ
 	for _, t := range known {
 		c.adoptLocked(t)
 	}
+	return c.observedLocked()
 }
 
 // applyConfigLocked takes a new config; a change the master must see (address, TLS,

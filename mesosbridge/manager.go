@@ -119,9 +119,9 @@ func (m *Manager) Ensure(_ context.Context, cfg FrameworkConfig, desired []TaskS
 	if tearingDown {
 		return c.observed(), fmt.Errorf("cluster %s is being torn down", cfg.Key())
 	}
-	c.update(cfg, desired, known)
+	obs := c.update(cfg, desired, known)
 	c.poke()
-	return c.observed(), nil
+	return obs, nil
 }
 
 // Kill implements Bridge.

@@ -437,8 +437,9 @@ type RolloutSpec struct {
 
 // RemediationSpec says how failed tasks are relaunched and when to give up.
 type RemediationSpec struct {
-	// RelaunchBackoff is the delay before the first relaunch of a failed task; it doubles
-	// with each consecutive failure up to MaxRelaunchBackoff.
+	// RelaunchBackoff is the delay before relaunching a task that failed twice in a row; it
+	// doubles with each further consecutive failure up to MaxRelaunchBackoff. A first
+	// failure is relaunched at once.
 	// +kubebuilder:default="10s"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 90s, 5m or 168h"
 	// +optional
