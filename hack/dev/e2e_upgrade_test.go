@@ -197,6 +197,16 @@ func upgrade(t *testing.T, mgmt, wl kubectl, clusterKC, version, binaryURL strin
 	mgmt.run(t, "patch", "k3sc", "playground", "--type=merge", "-p", fmt.Sprintf(`{"spec":{"version":%q,"binaryURL":%q}}`, version, binaryURL))
 	report := upgradeReport{replaced: map[string]time.Duration{}}
 	var mu sync.Mutex
+	// record notes the tasks replaced since the last look, and when.
+	record := func() {
+		for name, id := range taskIDs(mgmt) {
+			mu.Lock()
+			if _, seen := report.replaced[name]; !seen && id != "" && before[name] != "" && id != before[name] {
+				report.replaced[name] = time.Since(start)
+			}
+			mu.Unlock()
+		}
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -241,13 +251,7 @@ func upgrade(t *testing.T, mgmt, wl kubectl, clusterKC, version, binaryURL strin
 				return
 			case <-time.After(300 * time.Millisecond):
 			}
-			for name, id := range taskIDs(mgmt) {
-				mu.Lock()
-				if _, seen := report.replaced[name]; !seen && id != "" && before[name] != "" && id != before[name] {
-					report.replaced[name] = time.Since(start)
-				}
-				mu.Unlock()
-			}
+			record()
 		}
 	}()
 	deadline := time.Now().Add(10 * time.Minute)
@@ -268,6 +272,7 @@ func upgrade(t *testing.T, mgmt, wl kubectl, clusterKC, version, binaryURL strin
 	report.took = time.Since(start)
 	close(stop)
 	wg.Wait()
+	record() // the last replacement may have finished between two looks
 
 	if v := apiVersion(t, wl); v != version {
 		t.Errorf("/version says %s after the upgrade to %s", v, version)
