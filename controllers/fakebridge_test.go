@@ -115,7 +115,7 @@ func (f *fakeBridge) kills() []string {
 
 // passes reconciles the named cluster n times with the fake, as the controller would on
 // n events, and returns the cluster as stored afterwards.
-func passes(t *testing.T, f *fakeBridge, ns, name string, now time.Time, n int) *v1alpha1.K3sCluster {
+func passes(t testing.TB, f *fakeBridge, ns, name string, now time.Time, n int) *v1alpha1.K3sCluster {
 	t.Helper()
 	r := &controllers.K3sClusterReconciler{Client: env.Client, Bridge: f, DefaultMesosMaster: "http://mesos.invalid:5050",
 		Probes: controllers.NoHealthChecks{}, Now: func() time.Time { return now }}
@@ -134,7 +134,7 @@ func passes(t *testing.T, f *fakeBridge, ns, name string, now time.Time, n int) 
 
 // fakeCluster creates a namespace and a K3sCluster in it, with the framework ID the fake
 // reports already persisted, as after the first passes of a real deploy.
-func fakeCluster(t *testing.T, spec string) (ns, name string) {
+func fakeCluster(t testing.TB, spec string) (ns, name string) {
 	t.Helper()
 	ns = fmt.Sprintf("fake-%d", nsCounter.Add(1))
 	ctx := context.Background()
