@@ -86,9 +86,11 @@ func (w *probeWorker) etcdClient(t probeTarget, now time.Time) (*http.Client, er
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool(t.etcd.ca.CertPEM), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12},
-		DialContext: (&net.Dialer{Timeout: w.probes.timeout}).DialContext, IdleConnTimeout: 30 * time.Second}
-	w.etcd, w.etcdFor, w.etcdUntil = &http.Client{Transport: tr, Timeout: w.probes.timeout}, t.etcd.ca.CertPEM, now.Add(23*time.Hour)
+	if w.etcd != nil {
+		w.etcd.CloseIdleConnections()
+	}
+	w.etcd = probeClient(&tls.Config{RootCAs: pool(t.etcd.ca.CertPEM), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, w.probes.timeout)
+	w.etcdFor, w.etcdUntil = t.etcd.ca.CertPEM, now.Add(23*time.Hour)
 	return w.etcd, nil
 }
 

@@ -241,6 +241,8 @@ type probeWorker struct {
 	clientsFor []byte
 	admin      *http.Client
 	workload   kubernetes.Interface
+	// node asks K3s's supervisor with the node password (no client certificate).
+	node *http.Client
 	// etcd asks embedded etcd with a certificate from etcdFor (the CA), renewed at etcdUntil.
 	etcd      *http.Client
 	etcdFor   []byte
@@ -324,7 +326,9 @@ func (w *probeWorker) round(ctx context.Context, t probeTarget) probeResult {
 		res.controlPlane.message = err.Error()
 		return res
 	}
-	nodeClient := basicAuthClient(t.serverCA, w.probes.timeout)
+	w.mu.Lock()
+	nodeClient := w.node
+	w.mu.Unlock()
 	anyReady := false
 	for name, addr := range t.servers {
 		h := w.probeServer(ctx, admin, nodeClient, addr, t.nodeSecret)
@@ -398,17 +402,36 @@ func (w *probeWorker) clients(t probeTarget) (*http.Client, kubernetes.Interface
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin client certificate: %w", err)
 	}
-	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool(t.serverCA), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-		DialContext: (&net.Dialer{Timeout: w.probes.timeout}).DialContext, IdleConnTimeout: 30 * time.Second}
-	w.admin, w.workload, w.clientsFor = &http.Client{Transport: tr, Timeout: w.probes.timeout}, workload, t.kubeconfig
+	adminTLS := &tls.Config{RootCAs: pool(t.serverCA), Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	w.closeIdle()
+	w.admin, w.workload, w.clientsFor = probeClient(adminTLS, w.probes.timeout), workload, t.kubeconfig
+	w.node = probeClient(&tls.Config{RootCAs: pool(t.serverCA), MinVersion: tls.VersionTLS12}, w.probes.timeout)
 	return w.admin, w.workload, nil
 }
 
-func basicAuthClient(ca []byte, timeout time.Duration) *http.Client {
+// probeClient is an HTTPS client whose every phase is bounded by timeout. http.Client's
+// own Timeout ends the request, not the dial or TLS handshake the transport goes on with
+// for its pool: without TLSHandshakeTimeout an API server that accepts connections and
+// never answers kept one connection and its goroutines per probe round, for ever (found
+// by hack/scale with ten hung servers: 220 connections in a minute).
+func probeClient(cfg *tls.Config, timeout time.Duration) *http.Client {
 	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool(ca), MinVersion: tls.VersionTLS12},
-		DialContext:     (&net.Dialer{Timeout: timeout}).DialContext,
+		TLSClientConfig:       cfg,
+		DialContext:           (&net.Dialer{Timeout: timeout}).DialContext,
+		TLSHandshakeTimeout:   timeout,
+		ResponseHeaderTimeout: timeout,
+		IdleConnTimeout:       30 * time.Second,
+		MaxIdleConnsPerHost:   2,
 	}}
+}
+
+// closeIdle drops the idle connections of the clients about to be replaced.
+func (w *probeWorker) closeIdle() {
+	for _, c := range []*http.Client{w.admin, w.node} {
+		if c != nil {
+			c.CloseIdleConnections()
+		}
+	}
 }
 
 func pool(ca []byte) *x509.CertPool {
