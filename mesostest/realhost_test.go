@@ -102,7 +102,9 @@ func TestOwnHostAgentsRunContainersInCgroupsAndNamespaces(t *testing.T) {
 	for task, agent := range launched {
 		c.ack(c.nextUpdate(task, mesos.TASK_STARTING, 10*time.Second))
 		c.ack(c.nextUpdate(task, mesos.TASK_RUNNING, 10*time.Second))
-		healthy := c.next(10*time.Second, func(e *scheduler.Event) bool {
+		// The health check runs curl in the container: on a loaded machine (make test runs
+		// real K3s beside this) its first answer can take longer than the task's start.
+		healthy := c.next(30*time.Second, func(e *scheduler.Event) bool {
 			st := e.GetUpdate().GetStatus()
 			return e.Type == scheduler.Event_UPDATE && st.TaskID.Value == task && st.Healthy != nil
 		}).GetUpdate().GetStatus()
