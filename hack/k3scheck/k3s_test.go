@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mesosk3s/mesosk3s/hack/hostguard"
 	"github.com/mesosk3s/mesosk3s/k3s"
 )
 
@@ -33,6 +34,14 @@ const (
 
 func TestK3sServerUsesOperatorPKI(t *testing.T) {
 	binary := k3sBinary(t)
+	// The server's private mounts need /etc/rancher on the host as their mount point:
+	// put the machine back as it was (the directory was left behind before).
+	machine := hostguard.Take()
+	t.Cleanup(func() {
+		if changed := machine.Restore(); len(changed) > 0 {
+			t.Logf("put back: %v", changed)
+		}
+	})
 	sandbox := t.TempDir()
 	pki := newClusterPKI(t)
 	token := pki.secureToken(t)
