@@ -1,130 +1,99 @@
 package soak
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/mesosk3s/mesosk3s/hack/operatorproc"
 	"github.com/mesosk3s/mesosk3s/hack/testenv"
 )
 
-// operator is the real operator binary, run the way hack/dev's playground runs it
-// (startOperator there): --mesos-master, metrics and probes off, KUBECONFIG in the
-// environment, its own process group, killed by the kernel if the test dies.
+// operator is the real operator binary, run as hack/dev's playground runs it
+// (hack/operatorproc): --mesos-master, metrics and probes off, KUBECONFIG in the
+// environment; stopped, killed and started again by the soak.
 type operator struct {
 	binary, kubeconfig, masters, logPath string
 
 	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan error
+	proc   *operatorproc.Process
 	starts int
 }
 
 // buildOperator builds the operator from the repository root, as `make build` does.
-func buildOperator(out string) error {
-	cmd := exec.Command("go", "build", "-o", out, ".")
-	cmd.Dir = testenv.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -o %s . (the operator): %v\n%s", out, err, b)
-	}
-	return nil
-}
+func buildOperator(out string) error { return operatorproc.Build(testenv.RepoRoot(), out) }
 
 func (o *operator) start() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cmd != nil {
-		return fmt.Errorf("operator already running (pid %d)", o.cmd.Process.Pid)
-	}
-	logFile, err := os.OpenFile(o.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
+	if o.proc != nil {
+		return fmt.Errorf("operator already running (pid %d)", o.proc.Pid())
 	}
 	o.starts++
-	fmt.Fprintf(logFile, "=== soak: operator start #%d at %s ===\n", o.starts, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(o.binary,
+	marker := fmt.Sprintf("=== soak: operator start #%d at %s ===\n", o.starts, time.Now().Format(time.RFC3339Nano))
+	if err := appendFile(o.logPath, marker); err != nil {
+		return err
+	}
+	p, err := operatorproc.Start(o.binary, o.kubeconfig, o.logPath,
 		"--mesos-master", o.masters,
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", "0",
 		"--log-development",
 	)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("starting the operator %s: %w", o.binary, err)
+	if err != nil {
+		return err
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); logFile.Close() }()
-	o.cmd, o.done = cmd, done
+	o.proc = p
 	return nil
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	return errors.Join(err, f.Close())
 }
 
 func (o *operator) running() bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cmd == nil {
-		return false
-	}
-	select {
-	case err := <-o.done:
-		// It died on its own: note it, so that the soak reports it.
-		o.done <- err
-		return false
-	default:
-		return true
-	}
+	return o.proc != nil && o.proc.Exited() == nil
 }
 
 // exited reports an operator that ended without being told to (nil while it runs).
 func (o *operator) exited() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cmd == nil {
+	if o.proc == nil {
 		return nil
 	}
-	select {
-	case err := <-o.done:
-		o.done <- err
-		return fmt.Errorf("the operator (pid %d) exited on its own: %v", o.cmd.Process.Pid, err)
-	default:
-		return nil
-	}
+	return o.proc.Exited()
 }
 
 // kill SIGKILLs the operator's process group and waits for it.
 func (o *operator) kill() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cmd == nil {
-		return
+	if o.proc != nil {
+		o.proc.Kill()
+		o.proc = nil
 	}
-	_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
-	<-o.done
-	o.cmd, o.done = nil, nil
 }
 
 // stop asks the operator to stop (SIGTERM) and SIGKILLs it after grace.
 func (o *operator) stop(grace time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.cmd == nil {
-		return
+	if o.proc != nil {
+		o.proc.Stop(grace)
+		o.proc = nil
 	}
-	_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-o.done:
-	case <-time.After(grace):
-		_ = syscall.Kill(-o.cmd.Process.Pid, syscall.SIGKILL)
-		<-o.done
-	}
-	o.cmd, o.done = nil, nil
 }
 
 // tail is the last n lines of a log file.
